@@ -1,0 +1,251 @@
+#include "agent/engine/engine.h"
+
+#include <algorithm>
+#include <random>
+
+namespace hotswap::engine {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+  }
+  return "";
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> model, const EngineOptions& options) {
+  if (options.block_size <= 0) return invalid_argument("block_size must be positive");
+  if (options.max_batched_tokens <= 0) return invalid_argument("max_batched_tokens must be positive");
+  if (options.max_num_seqs <= 0) return invalid_argument("max_num_seqs must be positive");
+  std::unique_ptr<Engine> e(new Engine());
+  e->options_ = options;
+  const ModelConfig& c = model->config();
+  kernels::KvLayout probe{c.num_hidden_layers, c.num_key_value_heads, c.head_dim, options.block_size,
+                          kernels::DType::kF32};
+  int64_t blocks = options.kv_blocks > 0 ? options.kv_blocks
+                                         : options.kv_cache_bytes / static_cast<int64_t>(probe.block_bytes());
+  if (blocks < 1)
+    return invalid_argument("the KV cache (" + std::to_string(options.kv_cache_bytes) +
+                            " bytes) holds no block; one block needs " + std::to_string(probe.block_bytes()));
+  CpuExecutorOptions eo;
+  eo.threads = options.threads;
+  eo.kv_blocks = blocks;
+  eo.block_size = options.block_size;
+  HOTSWAP_ASSIGN_OR_RETURN(e->executor_, CpuExecutor::create(model, eo));
+  e->allocator_ = std::make_unique<KvBlockAllocator>(blocks);
+  // A lone sequence can always grow to max_model_len, so preemption can always make progress.
+  int64_t limit = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;
+  limit = std::min<int64_t>(limit, c.max_position_embeddings);
+  limit = std::min<int64_t>(limit, blocks * options.block_size);
+  e->max_model_len_ = static_cast<int>(limit);
+  e->model_ = std::move(model);
+  return e;
+}
+
+Status Engine::add_request(GenerationRequest r) {
+  if (r.id.empty()) return invalid_argument("request id is empty");
+  if (sequences_.count(r.id)) return invalid_argument("request id '" + r.id + "' is already in use");
+  if (r.prompt.empty()) return invalid_argument("request '" + r.id + "': the prompt has no tokens");
+  const int32_t vocab = model_->config().vocab_size;
+  for (size_t i = 0; i < r.prompt.size(); ++i)
+    if (r.prompt[i] < 0 || r.prompt[i] >= vocab)
+      return invalid_argument("request '" + r.id + "': prompt token " + std::to_string(i) + " = " +
+                              std::to_string(r.prompt[i]) + " is outside the vocabulary [0, " +
+                              std::to_string(vocab) + ")");
+  if (static_cast<int64_t>(r.prompt.size()) >= max_model_len_)
+    return invalid_argument("request '" + r.id + "': the prompt has " + std::to_string(r.prompt.size()) +
+                            " tokens; the context holds " + std::to_string(max_model_len_) +
+                            ", so there is no room to generate");
+  if (r.stop.max_tokens < 1)
+    return invalid_argument("request '" + r.id + "': max_tokens must be >= 1, got " + std::to_string(r.stop.max_tokens));
+  HOTSWAP_RETURN_IF_ERROR(r.sampling.validate().with_context("request '" + r.id + "'"));
+  if (r.seed) {
+    r.sampling.seed = *r.seed;
+  } else {
+    std::random_device rd;
+    r.sampling.seed = (uint64_t{rd()} << 32) | rd();
+    r.seed = r.sampling.seed;  // recorded: the sequence's future is fixed from here on
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->tokens = r.prompt;
+  seq->prompt_len = static_cast<int64_t>(r.prompt.size());
+  seq->text = TextStream(r.stop.stop);
+  seq->request = std::move(r);
+  waiting_.push_back(seq.get());
+  sequences_.emplace(seq->request.id, std::move(seq));
+  return Status();
+}
+
+Status Engine::cancel(const std::string& id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return not_found("no request '" + id + "'");
+  Sequence* seq = it->second.get();
+  release(seq);
+  TokenEvent ev;
+  ev.request_id = id;
+  ev.finish = FinishReason::kAbort;
+  pending_events_.push_back(std::move(ev));
+  sequences_.erase(it);
+  return Status();
+}
+
+void Engine::release(Sequence* seq) {
+  for (int32_t b : seq->blocks) allocator_->release(b);
+  seq->blocks.clear();
+  seq->computed = 0;
+  running_.erase(std::remove(running_.begin(), running_.end(), seq), running_.end());
+  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), seq), waiting_.end());
+}
+
+void Engine::preempt(Sequence* seq) {
+  release(seq);
+  waiting_.push_front(seq);
+  ++stats_.preemptions_total;
+}
+
+bool Engine::grow_blocks(Sequence* seq, int64_t tokens) {
+  const int64_t bs = options_.block_size;
+  while (static_cast<int64_t>(seq->blocks.size()) * bs < tokens) {
+    auto b = allocator_->allocate();
+    if (!b) return false;
+    seq->blocks.push_back(*b);
+  }
+  return true;
+}
+
+std::vector<Engine::Scheduled> Engine::schedule() {
+  std::vector<Scheduled> out;
+  int64_t budget = options_.max_batched_tokens;
+  // Running sequences, oldest first. A victim of preemption is always newer than the
+  // sequence that needs the block, so it is never one already scheduled in this step.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* seq = running_[i];
+    int64_t n = std::min<int64_t>(static_cast<int64_t>(seq->tokens.size()) - seq->computed, budget);
+    bool preempted_self = false;
+    while (!grow_blocks(seq, seq->computed + n)) {
+      Sequence* victim = running_.back();
+      preempt(victim);
+      if (victim == seq) {
+        preempted_self = true;
+        break;
+      }
+    }
+    if (preempted_self) break;
+    out.push_back({seq, seq->computed, n});
+    budget -= n;
+    ++i;
+  }
+  // Then waiting requests in order, without preempting anyone for them.
+  while (!waiting_.empty() && budget > 0 && static_cast<int64_t>(running_.size()) < options_.max_num_seqs) {
+    Sequence* seq = waiting_.front();
+    int64_t n = std::min<int64_t>(static_cast<int64_t>(seq->tokens.size()) - seq->computed, budget);
+    int64_t need = (seq->computed + n + options_.block_size - 1) / options_.block_size -
+                   static_cast<int64_t>(seq->blocks.size());
+    if (need > allocator_->free_count()) break;
+    grow_blocks(seq, seq->computed + n);
+    waiting_.pop_front();
+    running_.push_back(seq);
+    out.push_back({seq, seq->computed, n});
+    budget -= n;
+  }
+  return out;
+}
+
+bool Engine::is_eos(int32_t token) const {
+  const auto& eos = model_->eos_token_ids();
+  return std::find(eos.begin(), eos.end(), token) != eos.end();
+}
+
+TokenEvent Engine::accept_token(Sequence* seq, int32_t token) {
+  TokenEvent ev;
+  ev.request_id = seq->request.id;
+  ev.token = token;
+  ev.index = seq->generated();
+  seq->tokens.push_back(token);
+  ++stats_.generated_tokens_total;
+  const StopConditions& stop = seq->request.stop;
+  bool stop_token = (!stop.ignore_eos && is_eos(token)) ||
+                    std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(), token) !=
+                        stop.stop_token_ids.end();
+  if (stop_token) {
+    ev.text = seq->text.flush();
+    ev.finish = FinishReason::kStop;
+    return ev;
+  }
+  const Tokenizer& tok = model_->tokenizer();
+  std::string bytes = tok.is_special(token) ? std::string() : tok.token_bytes(token);
+  TextStream::Update up = seq->text.append(bytes);
+  ev.text = std::move(up.text);
+  if (up.stopped) {
+    ev.finish = FinishReason::kStop;
+  } else if (seq->generated() >= stop.max_tokens ||
+             static_cast<int64_t>(seq->tokens.size()) >= max_model_len_) {
+    ev.text += seq->text.flush();
+    ev.finish = FinishReason::kLength;
+  }
+  return ev;
+}
+
+StatusOr<std::vector<TokenEvent>> Engine::step() {
+  std::vector<TokenEvent> events = std::move(pending_events_);
+  pending_events_.clear();
+  std::vector<Scheduled> work = schedule();
+  if (work.empty()) return events;
+
+  ForwardBatch& b = batch_;
+  b.tokens.clear(); b.positions.clear(); b.seq_index.clear(); b.slots.clear();
+  b.block_tables.clear(); b.logit_rows.clear();
+  int64_t stride = 0;
+  for (const auto& w : work) stride = std::max<int64_t>(stride, static_cast<int64_t>(w.seq->blocks.size()));
+  b.block_table_stride = stride;
+  b.block_tables.assign(work.size() * stride, 0);
+  const int64_t bs = options_.block_size;
+  std::vector<Sequence*> sampled;
+  for (size_t s = 0; s < work.size(); ++s) {
+    const Scheduled& w = work[s];
+    std::copy(w.seq->blocks.begin(), w.seq->blocks.end(), b.block_tables.begin() + s * stride);
+    for (int64_t p = w.start; p < w.start + w.count; ++p) {
+      b.tokens.push_back(w.seq->tokens[p]);
+      b.positions.push_back(static_cast<int32_t>(p));
+      b.seq_index.push_back(static_cast<int32_t>(s));
+      b.slots.push_back(int64_t{w.seq->blocks[p / bs]} * bs + p % bs);
+    }
+    if (w.start + w.count == static_cast<int64_t>(w.seq->tokens.size())) {
+      b.logit_rows.push_back(static_cast<int32_t>(b.tokens.size() - 1));
+      sampled.push_back(w.seq);
+    }
+    if (w.start < w.seq->prompt_len) stats_.prompt_tokens_total += w.count;
+  }
+  HOTSWAP_RETURN_IF_ERROR(executor_->forward(b, &logits_));
+  ++stats_.steps_total;
+  for (const auto& w : work) w.seq->computed = w.start + w.count;
+
+  const int32_t vocab = model_->config().vocab_size;
+  for (size_t i = 0; i < sampled.size(); ++i) {
+    Sequence* seq = sampled[i];
+    int32_t token = sample_token(logits_.data() + i * vocab, vocab, seq->request.sampling,
+                                 static_cast<uint64_t>(seq->generated()), &sample_scratch_);
+    TokenEvent ev = accept_token(seq, token);
+    bool finished = ev.finish != FinishReason::kNone;
+    events.push_back(std::move(ev));
+    if (finished) {
+      std::string id = seq->request.id;
+      release(seq);
+      sequences_.erase(id);
+    }
+  }
+  return events;
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s = stats_;
+  s.running = static_cast<int64_t>(running_.size());
+  s.waiting = static_cast<int64_t>(waiting_.size());
+  s.kv_blocks_total = allocator_->total();
+  s.kv_blocks_used = allocator_->used_count();
+  return s;
+}
+
+}  // namespace hotswap::engine

@@ -1,0 +1,133 @@
+// The inference engine: continuous batching over a paged KV cache.
+//
+// Each step() the scheduler builds one batch under a token budget: first the running
+// sequences (decode: one token each; a prefill in progress: its next chunk), oldest first, then
+// waiting requests in arrival order while the budget, the sequence limit and free KV blocks
+// allow. When a running sequence needs a block and none is free, the newest running sequence
+// is preempted: its blocks are freed and it goes back to the front of the queue, to be
+// re-prefilled over its prompt and the tokens it already generated (recompute). Because kernels
+// are batch-invariant and sampling depends only on (seed, step), preemption and batching never
+// change a sequence's tokens.
+//
+// Threads: an Engine is driven by one thread (add_request, cancel and step on that thread).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/engine/kv_block_allocator.h"
+#include "agent/engine/model.h"
+#include "agent/engine/sampler.h"
+#include "agent/engine/text_stream.h"
+#include "common/status.h"
+
+namespace hotswap::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kAbort };
+const char* finish_reason_name(FinishReason r);  // "", "stop", "length", "abort"
+
+struct StopConditions {
+  int max_tokens = 16;                  // generated tokens, >= 1
+  std::vector<std::string> stop;        // stop strings; the text ends before the first match
+  std::vector<int32_t> stop_token_ids;  // besides EOS
+  bool ignore_eos = false;
+};
+
+struct GenerationRequest {
+  std::string id;
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;       // sampling.seed is replaced by `seed` or a random one
+  std::optional<uint64_t> seed;
+  StopConditions stop;
+};
+
+// What one step produced for one request.
+struct TokenEvent {
+  std::string request_id;
+  int32_t token = -1;       // the new token; -1 on an event that only finishes (abort)
+  int64_t index = -1;       // its index among the generated tokens
+  std::string text;         // text newly safe to show
+  FinishReason finish = FinishReason::kNone;
+};
+
+struct EngineOptions {
+  int threads = 0;                // 0: all cores
+  int64_t kv_cache_bytes = 256ll << 20;
+  int64_t kv_blocks = 0;          // overrides kv_cache_bytes when > 0
+  int block_size = 16;
+  int max_batched_tokens = 512;   // token budget per step
+  int max_num_seqs = 64;          // sequences per step
+  int max_model_len = 0;          // 0: config.json's max_position_embeddings (capped by the cache)
+};
+
+struct EngineStats {
+  int64_t running = 0, waiting = 0;
+  int64_t kv_blocks_total = 0, kv_blocks_used = 0;
+  int64_t preemptions_total = 0;
+  int64_t prompt_tokens_total = 0;     // prefill tokens computed (recomputes included)
+  int64_t generated_tokens_total = 0;
+  int64_t steps_total = 0;
+};
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> create(std::shared_ptr<const Model> model, const EngineOptions& options);
+
+  // Queues a request. Errors (nothing queued): empty or duplicate id, empty prompt, token ids
+  // outside the vocabulary, a prompt that leaves no room in the context, bad sampling values.
+  Status add_request(GenerationRequest request);
+  // Ends a request now; its blocks are freed and an abort event is returned by the next step.
+  Status cancel(const std::string& request_id);
+  // Runs one scheduler iteration and returns its events (empty when idle).
+  StatusOr<std::vector<TokenEvent>> step();
+
+  bool has_unfinished() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
+  EngineStats stats() const;
+  const Model& model() const { return *model_; }
+  int max_model_len() const { return max_model_len_; }
+
+ private:
+  struct Sequence {
+    GenerationRequest request;
+    std::vector<int32_t> tokens;  // prompt then generated
+    int64_t prompt_len = 0;
+    int64_t computed = 0;         // tokens whose K/V are in the cache
+    std::vector<int32_t> blocks;  // block table
+    TextStream text;
+    int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
+  };
+  struct Scheduled {
+    Sequence* seq;
+    int64_t start, count;
+  };
+
+  Engine() = default;
+  std::vector<Scheduled> schedule();
+  bool grow_blocks(Sequence* seq, int64_t tokens);
+  void preempt(Sequence* seq);
+  void release(Sequence* seq);
+  // Appends a sampled token, applies the stop conditions, returns the event.
+  TokenEvent accept_token(Sequence* seq, int32_t token);
+  bool is_eos(int32_t token) const;
+
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<ModelExecutor> executor_;
+  std::unique_ptr<KvBlockAllocator> allocator_;
+  EngineOptions options_;
+  int max_model_len_ = 0;
+  std::map<std::string, std::unique_ptr<Sequence>> sequences_;
+  std::vector<Sequence*> running_;  // admission order
+  std::deque<Sequence*> waiting_;
+  std::vector<TokenEvent> pending_events_;
+  EngineStats stats_;
+  ForwardBatch batch_;
+  std::vector<float> logits_;
+  std::vector<std::pair<float, int32_t>> sample_scratch_;
+};
+
+}  // namespace hotswap::engine

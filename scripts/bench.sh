@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make bench`: engine throughput on the `small` and `medium` synthetic checkpoints at batch 1
+# and 16, beside a STREAM copy bandwidth measured in the same run. Writes docs/benchmarks.md.
+# Not part of `make test`: medium is ~1 GB of weights and takes minutes on a small machine.
+set -euo pipefail
+build=${1:-build}
+models=${2:-models}
+agent="$build/agent/hotswap-agent"
+out=docs/benchmarks.md
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+
+for preset in small medium; do
+  if [ ! -f "$models/$preset/config.json" ]; then
+    echo "== making the '$preset' synthetic checkpoint in $models/$preset"
+    "$agent" make-model --preset "$preset" --arch llama --dtype bf16 --seed 1 --out "$models/$preset"
+  fi
+done
+
+cmd_small="$agent bench --model $models/small --batch 1,16 --prompt-len 128 --decode-tokens 32 --json"
+cmd_medium="$agent bench --model $models/medium --batch 1,16 --prompt-len 128 --decode-tokens 16 --json"
+echo "== $cmd_small"
+$cmd_small | tee -a "$results"
+echo "== $cmd_medium"
+$cmd_medium | tee -a "$results"
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),"
+  echo "CPU backend, bf16 weights, f32 KV cache. Each row's bandwidth is a STREAM-style copy measured"
+  echo "in the same run; decode efficiency = bytes read per decode step (all weights once + the KV"
+  echo "cache at the mean context) x decode steps/s / that bandwidth."
+  echo
+  echo "Commands:"
+  echo
+  echo "    $cmd_small"
+  echo "    $cmd_medium"
+  echo
+  echo "| model | batch | prompt | prefill tok/s | decode tok/s | MB read / decode step | copy GB/s | decode efficiency |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  python3 - "$results" <<'PY'
+import json, sys, os
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    print("| {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} | {:.0f}% |".format(
+        os.path.basename(r["model"]), r["batch"], r["prompt_len"], r["prefill_tokens_per_s"],
+        r["decode_tokens_per_s"], r["bytes_per_decode_step"] / 1e6, r["stream_copy_bytes_per_s"] / 1e9,
+        100 * r["decode_efficiency"]))
+PY
+  echo
+  echo "Target (issue 2): batch-1 decode on \`medium\` >= 50% of the measured bandwidth."
+} > "$out.new"
+if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> "$out.new"; fi
+mv "$out.new" "$out"
+echo "== wrote $out"

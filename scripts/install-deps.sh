@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what hotswap builds and tests with, from Debian's packages. Idempotent and quiet:
+# packages already present are skipped, so a second run costs a dpkg query.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config git
+  libgtest-dev libgmock-dev
+  nlohmann-json3-dev libpcre2-dev
+  libcpprest-dev libyaml-cpp-dev prometheus-cpp-dev
+  clang-format
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
