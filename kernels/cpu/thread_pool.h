@@ -5,10 +5,17 @@
 // size(), never on timing, so a kernel that gives each output element to one range computes
 // it in the same order every time: results are deterministic and batch-invariant.
 //
+// Waiting: a forward pass calls parallel_for a few hundred times, milliseconds apart at most,
+// and a condition-variable wake-up costs tens of microseconds. So workers spin (with a pause
+// instruction) for about a millisecond after each task before they sleep, and the caller spins
+// briefly before it sleeps waiting for them. An idle pool sleeps and uses no CPU, and a pool with
+// more threads than cores never spins.
+//
 // Threads: the pool is driven by one thread at a time (the engine's step thread); calls from
 // several threads at once are serialised by a mutex.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -36,14 +43,17 @@ class ThreadPool {
   void worker_loop(int index);
 
   std::mutex call_mu_;  // one parallel_for at a time
-  std::mutex mu_;
+  std::mutex mu_;       // guards sleeping and waking; the fast path uses the atomics alone
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
+  // Written by the caller before generation_ is bumped (release), read by workers after they
+  // see the new generation (acquire).
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // ranges_[i] for worker i; last for caller
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  int spin_iterations_ = 0;
   std::vector<std::thread> workers_;
 };
 
