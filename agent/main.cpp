@@ -1,4 +1,5 @@
 // hotswap-agent: the per-GPU-slot process of hotswap. Subcommands:
+//   serve       the OpenAI-compatible server of one replica
 //   generate    run the engine on one prompt
 //   make-model  write a synthetic Hugging Face checkpoint
 //   bench       engine throughput and memory-bandwidth benchmark
@@ -14,6 +15,7 @@ constexpr const char* kUsage =
     "usage: hotswap-agent <command> [flags]\n"
     "\n"
     "commands:\n"
+    "  serve       serve a model over the OpenAI-compatible HTTP API\n"
     "  generate    generate text from a prompt with a local model\n"
     "  make-model  write a synthetic checkpoint in the Hugging Face format\n"
     "  bench       measure prefill/decode tokens/s against memory bandwidth\n"
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1];
+  if (cmd == "serve") return hotswap::agent::run_serve(argc, argv);
   if (cmd == "generate") return hotswap::agent::run_generate(argc, argv);
   if (cmd == "make-model") return hotswap::agent::run_make_model(argc, argv);
   if (cmd == "bench") return hotswap::agent::run_bench(argc, argv);

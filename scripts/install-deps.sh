@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ccache pkg-config git
   libgtest-dev libgmock-dev
   nlohmann-json3-dev libpcre2-dev
-  libcpprest-dev libyaml-cpp-dev prometheus-cpp-dev
+  libcpprest-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   clang-format
 )
 

@@ -6,7 +6,8 @@ void add_engine_flags(FlagSet* flags) {
   flags->add("threads", "N", "CPU threads for the kernels (default: all cores)");
   flags->add("kv-cache-mb", "MB", "KV cache size in MiB (default 256)");
   flags->add("block-size", "N", "positions per KV block (default 16)");
-  flags->add("max-batched-tokens", "N", "token budget per engine step (default 512)");
+  flags->add("kv-blocks", "N", "KV cache size in blocks (overrides --kv-cache-mb)");
+  flags->add("max-batch-tokens", "N", "token budget per engine step (default 512)");
   flags->add("max-num-seqs", "N", "sequences per engine step (default 64)");
   flags->add("max-model-len", "N", "context limit in tokens (default: the model's, capped by the cache)");
 }
@@ -21,12 +22,14 @@ StatusOr<engine::EngineOptions> engine_options_from_flags(const FlagSet& flags) 
   HOTSWAP_ASSIGN_OR_RETURN(int64_t threads, flags.get_int("threads", 0));
   HOTSWAP_ASSIGN_OR_RETURN(int64_t kv_mb, flags.get_int("kv-cache-mb", o.kv_cache_bytes >> 20));
   HOTSWAP_ASSIGN_OR_RETURN(int64_t block, flags.get_int("block-size", o.block_size));
-  HOTSWAP_ASSIGN_OR_RETURN(int64_t budget, flags.get_int("max-batched-tokens", o.max_batched_tokens));
+  HOTSWAP_ASSIGN_OR_RETURN(int64_t budget, flags.get_int("max-batch-tokens", o.max_batched_tokens));
   HOTSWAP_ASSIGN_OR_RETURN(int64_t seqs, flags.get_int("max-num-seqs", o.max_num_seqs));
   HOTSWAP_ASSIGN_OR_RETURN(int64_t len, flags.get_int("max-model-len", 0));
+  HOTSWAP_ASSIGN_OR_RETURN(int64_t kv_blocks, flags.get_int("kv-blocks", 0));
   for (const IntFlag& f : {IntFlag{"threads", 0, 1024, threads}, IntFlag{"kv-cache-mb", 1, 1 << 20, kv_mb},
-                           IntFlag{"block-size", 1, 1024, block}, IntFlag{"max-batched-tokens", 1, 1 << 20, budget},
-                           IntFlag{"max-num-seqs", 1, 1 << 16, seqs}, IntFlag{"max-model-len", 0, 1 << 24, len}}) {
+                           IntFlag{"block-size", 1, 1024, block}, IntFlag{"max-batch-tokens", 1, 1 << 20, budget},
+                           IntFlag{"max-num-seqs", 1, 1 << 16, seqs}, IntFlag{"max-model-len", 0, 1 << 24, len},
+                           IntFlag{"kv-blocks", 0, int64_t{1} << 30, kv_blocks}}) {
     if (f.value < f.min || f.value > f.max)
       return invalid_argument("flag --" + std::string(f.name) + " = " + std::to_string(f.value) + " is outside [" +
                               std::to_string(f.min) + ", " + std::to_string(f.max) + "]");
@@ -37,6 +40,7 @@ StatusOr<engine::EngineOptions> engine_options_from_flags(const FlagSet& flags) 
   o.max_batched_tokens = static_cast<int>(budget);
   o.max_num_seqs = static_cast<int>(seqs);
   o.max_model_len = static_cast<int>(len);
+  o.kv_blocks = kv_blocks;
   return o;
 }
 

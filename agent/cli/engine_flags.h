@@ -6,7 +6,8 @@
 
 namespace hotswap::agent {
 
-// --threads, --kv-cache-mb, --block-size, --max-batched-tokens, --max-num-seqs, --max-model-len.
+// --threads, --kv-cache-mb, --kv-blocks, --block-size, --max-batch-tokens, --max-num-seqs,
+// --max-model-len.
 void add_engine_flags(FlagSet* flags);
 StatusOr<engine::EngineOptions> engine_options_from_flags(const FlagSet& flags);
 

@@ -44,9 +44,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
   return e;
 }
 
-Status Engine::add_request(GenerationRequest r) {
+Status Engine::validate(const GenerationRequest& r) const {
   if (r.id.empty()) return invalid_argument("request id is empty");
-  if (sequences_.count(r.id)) return invalid_argument("request id '" + r.id + "' is already in use");
   if (r.prompt.empty()) return invalid_argument("request '" + r.id + "': the prompt has no tokens");
   const int32_t vocab = model_->config().vocab_size;
   for (size_t i = 0; i < r.prompt.size(); ++i)
@@ -60,7 +59,12 @@ Status Engine::add_request(GenerationRequest r) {
                             ", so there is no room to generate");
   if (r.stop.max_tokens < 1)
     return invalid_argument("request '" + r.id + "': max_tokens must be >= 1, got " + std::to_string(r.stop.max_tokens));
-  HOTSWAP_RETURN_IF_ERROR(r.sampling.validate().with_context("request '" + r.id + "'"));
+  return r.sampling.validate().with_context("request '" + r.id + "'");
+}
+
+Status Engine::add_request(GenerationRequest r) {
+  HOTSWAP_RETURN_IF_ERROR(validate(r));
+  if (sequences_.count(r.id)) return invalid_argument("request id '" + r.id + "' is already in use");
   if (r.seed) {
     r.sampling.seed = *r.seed;
   } else {
@@ -220,6 +224,8 @@ StatusOr<std::vector<TokenEvent>> Engine::step() {
   }
   HOTSWAP_RETURN_IF_ERROR(executor_->forward(b, &logits_));
   ++stats_.steps_total;
+  stats_.last_step_tokens = static_cast<int64_t>(b.tokens.size());
+  stats_.last_step_sequences = static_cast<int64_t>(work.size());
   for (const auto& w : work) w.seq->computed = w.start + w.count;
 
   const int32_t vocab = model_->config().vocab_size;
@@ -237,6 +243,23 @@ StatusOr<std::vector<TokenEvent>> Engine::step() {
     }
   }
   return events;
+}
+
+std::vector<SequenceInfo> Engine::sequences() const {
+  std::vector<SequenceInfo> out;
+  auto add = [&](const Sequence* seq, const char* state) {
+    SequenceInfo info;
+    info.request_id = seq->request.id;
+    info.state = state;
+    info.prompt_tokens = seq->prompt_len;
+    info.generated_tokens = seq->generated();
+    info.position = seq->computed;
+    info.blocks = seq->blocks;
+    out.push_back(std::move(info));
+  };
+  for (const Sequence* seq : running_) add(seq, "running");
+  for (const Sequence* seq : waiting_) add(seq, "waiting");
+  return out;
 }
 
 EngineStats Engine::stats() const {

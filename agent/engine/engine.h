@@ -65,6 +65,15 @@ struct EngineOptions {
   int max_model_len = 0;          // 0: config.json's max_position_embeddings (capped by the cache)
 };
 
+// One sequence as the control API shows it.
+struct SequenceInfo {
+  std::string request_id;
+  std::string state;  // "running" or "waiting"
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  int64_t position = 0;  // tokens whose K/V are in the cache
+  std::vector<int32_t> blocks;
+};
+
 struct EngineStats {
   int64_t running = 0, waiting = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0;
@@ -72,14 +81,18 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0;     // prefill tokens computed (recomputes included)
   int64_t generated_tokens_total = 0;
   int64_t steps_total = 0;
+  int64_t last_step_tokens = 0, last_step_sequences = 0;  // the most recent batch
 };
 
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> create(std::shared_ptr<const Model> model, const EngineOptions& options);
 
-  // Queues a request. Errors (nothing queued): empty or duplicate id, empty prompt, token ids
-  // outside the vocabulary, a prompt that leaves no room in the context, bad sampling values.
+  // Checks a request against the model and the context limit, without queueing it: empty id,
+  // empty prompt, token ids outside the vocabulary, a prompt that leaves no room in the context,
+  // bad sampling values. Reads only what is fixed at creation, so any thread may call it.
+  Status validate(const GenerationRequest& request) const;
+  // Queues a request. Errors (nothing queued): those of validate(), and an id already in use.
   Status add_request(GenerationRequest request);
   // Ends a request now; its blocks are freed and an abort event is returned by the next step.
   Status cancel(const std::string& request_id);
@@ -88,8 +101,10 @@ class Engine {
 
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
   EngineStats stats() const;
+  std::vector<SequenceInfo> sequences() const;
   const Model& model() const { return *model_; }
   int max_model_len() const { return max_model_len_; }
+  int max_num_seqs() const { return options_.max_num_seqs; }
 
  private:
   struct Sequence {

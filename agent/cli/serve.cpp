@@ -1,0 +1,113 @@
+// hotswap-agent serve: load a model and serve it over HTTP until SIGTERM/SIGINT, then drain:
+// stop taking requests, let open streams finish within --grace-seconds, exit 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "agent/cli/commands.h"
+#include "agent/cli/engine_flags.h"
+#include "agent/server/agent_server.h"
+#include "common/log.h"
+
+namespace hotswap::agent {
+
+namespace {
+
+StatusOr<std::string> read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return not_found("--control-token-file " + path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string token = ss.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.size() < 16)
+    return invalid_argument("--control-token-file " + path + ": the token must have at least 16 characters");
+  return token;
+}
+
+}  // namespace
+
+int run_serve(int argc, char** argv) {
+  FlagSet flags(
+      "usage: hotswap-agent serve --model DIR [--host 127.0.0.1] [--port P] [--device cpu|cuda]\n"
+      "                           [--control-token-file F] [--max-batch-tokens N] [--kv-blocks N] [--max-queue N]\n"
+      "                           [--grace-seconds S]");
+  flags.add("model", "DIR", "Hugging Face model directory");
+  flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
+  flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
+  flags.add("port", "P", "port to listen on (default 8000)");
+  flags.add("device", "DEV", "cpu (default) or cuda");
+  flags.add("control-token-file", "F", "file holding the control API's bearer token (>= 16 chars)");
+  flags.add("max-queue", "N", "requests that may wait beyond a full batch before 429 (default 256)");
+  flags.add("grace-seconds", "S", "on SIGTERM, how long open streams may take to finish (default 30)");
+  add_engine_flags(&flags);
+  flags.add("help", "", "show this help");
+  auto fail = [](const Status& st, int code) {
+    log_error("serve: " + st.to_string());
+    return code;
+  };
+  if (Status st = flags.parse(argc, argv, 2); !st.ok()) return fail(st, 2);
+  if (flags.has("help")) {
+    std::fputs(flags.help().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.has("model")) return fail(invalid_argument("--model is required"), 2);
+  std::string device = flags.get("device", "cpu");
+  if (device == "cuda")
+    return fail(unimplemented("--device cuda: the CUDA engine backend is not built into this agent yet; use cpu"), 2);
+  if (device != "cpu") return fail(invalid_argument("--device must be cpu or cuda, got '" + device + "'"), 2);
+  auto options = engine_options_from_flags(flags);
+  if (!options.ok()) return fail(options.status(), 2);
+  AgentServerOptions so;
+  so.host = flags.get("host", "127.0.0.1");
+  so.model_name = flags.get("model-name", "");
+  auto port = flags.get_int("port", 8000);
+  auto max_queue = flags.get_int("max-queue", 256);
+  auto grace = flags.get_int("grace-seconds", 30);
+  for (const Status& st : {port.status(), max_queue.status(), grace.status()})
+    if (!st.ok()) return fail(st, 2);
+  if (*port < 1 || *port > 65535) return fail(invalid_argument("--port must be in 1..65535"), 2);
+  if (*max_queue < 0) return fail(invalid_argument("--max-queue must be >= 0"), 2);
+  if (*grace < 0) return fail(invalid_argument("--grace-seconds must be >= 0"), 2);
+  so.port = static_cast<int>(*port);
+  so.max_queue = static_cast<int>(*max_queue);
+  if (flags.has("control-token-file")) {
+    auto token = read_token_file(flags.get("control-token-file"));
+    if (!token.ok()) return fail(token.status(), 2);
+    so.control_token = *token;
+  }
+
+  // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts so no
+  // other thread receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto model = engine::Model::load(flags.get("model"));
+  if (!model.ok()) return fail(model.status(), 1);
+  auto eng = engine::Engine::create(*model, *options);
+  if (!eng.ok()) return fail(eng.status(), 1);
+  auto server = AgentServer::start(*model, std::move(*eng), so);
+  if (!server.ok()) return fail(server.status(), 1);
+  std::fprintf(stderr, "listening on %s\n", (*server)->url().c_str());
+  std::fflush(stderr);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log_info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining, grace " +
+           std::to_string(*grace) + " s");
+  (*server)->drain();
+  bool idle = (*server)->wait_idle(std::chrono::seconds(*grace));
+  if (!idle) log_warn("grace period over with requests still open; ending them");
+  (*server)->stop();
+  log_info("stopped");
+  return 0;
+}
+
+}  // namespace hotswap::agent

@@ -1,0 +1,530 @@
+#include "agent/server/agent_server.h"
+
+#include <cpprest/http_listener.h>
+#include <cpprest/producerconsumerstream.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "agent/server/engine_service.h"
+#include "agent/server/openai_protocol.h"
+#include "agent/server/server_metrics.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/metrics.h"
+
+namespace hotswap::agent {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using web::http::http_request;
+using web::http::http_response;
+using web::http::methods;
+using web::http::status_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kMaxBodyBytes = 4 << 20;
+
+int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+const char* endpoint_label(Endpoint e) { return e == Endpoint::kChatCompletions ? "chat_completions" : "completions"; }
+
+ApiError status_to_api_error(const Status& st) {
+  ApiError e;
+  e.message = st.message();
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+      e.http_status = 400;
+      break;
+    case StatusCode::kResourceExhausted:
+      e.http_status = 429;
+      e.type = "rate_limit_error";
+      e.code = "queue_full";
+      break;
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kUnavailable:
+      e.http_status = 503;
+      e.type = "service_unavailable";
+      e.code = "unavailable";
+      break;
+    default:
+      e.http_status = 500;
+      e.type = "server_error";
+      break;
+  }
+  return e;
+}
+
+}  // namespace
+
+class ResponseSink;
+
+class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl> {
+ public:
+  std::shared_ptr<const engine::Model> model;
+  std::unique_ptr<EngineService> service;
+  ServerMetrics metrics;
+  AgentServerOptions options;
+  ChatFormat chat_format = ChatFormat::kPlain;
+  std::string bos_token;
+  int max_model_len = 0;
+  std::unique_ptr<web::http::experimental::listener::http_listener> listener;
+  std::atomic<bool> stopping{false};
+  std::atomic<int64_t> replies_in_flight{0};
+  std::atomic<uint64_t> next_request{0};
+  std::string id_prefix;
+  std::mutex streams_mu;
+  std::vector<std::weak_ptr<ResponseSink>> streams;
+  std::mutex heartbeat_mu;
+  std::condition_variable heartbeat_cv;
+  std::thread heartbeat_thread;
+
+  void handle(http_request req);
+  void handle_generate(http_request req, Endpoint endpoint, const std::string& body);
+  void handle_control(http_request req, const std::string& path);
+  void reply_error(const http_request& req, const std::string& endpoint, const ApiError& e);
+  // Replies and tracks the reply until it has been sent.
+  void track_reply(pplx::task<void> reply, std::function<void(bool ok)> done = nullptr);
+  void heartbeat_loop();
+};
+
+// One request's way back to its client: a JSON reply at the end, or an SSE stream.
+class ResponseSink : public RequestSink, public std::enable_shared_from_this<ResponseSink> {
+ public:
+  ResponseSink(std::weak_ptr<AgentServer::Impl> server, http_request request, Endpoint endpoint, std::string id,
+               std::string model, int64_t prompt_tokens, bool stream, bool include_usage, Clock::time_point arrival)
+      : server_(std::move(server)), request_(std::move(request)), endpoint_(endpoint), id_(std::move(id)),
+        model_(std::move(model)), created_(unix_seconds()), prompt_tokens_(prompt_tokens), stream_(stream),
+        include_usage_(include_usage), arrival_(arrival), last_write_(arrival) {}
+
+  // For a stream: sends the headers with the buffer as the body. Events written before this
+  // wait in the buffer.
+  void start_stream() {
+    http_response response(web::http::status_codes::OK);
+    response.headers().set_content_type("text/event-stream");
+    response.headers().add("Cache-Control", "no-cache");
+    response.headers().add("X-Request-Id", id_);
+    response.set_body(buffer_.create_istream());
+    auto server = server_.lock();
+    if (!server) return;
+    std::weak_ptr<ResponseSink> self = shared_from_this();
+    server->track_reply(request_.reply(response), [self](bool ok) {
+      if (auto s = self.lock(); s && !ok) s->client_gone();
+    });
+  }
+
+  void on_event(const engine::TokenEvent& ev) override {
+    auto now = Clock::now();
+    auto server = server_.lock();
+    if (ev.token >= 0 && server) {
+      if (tokens_.empty())
+        server->metrics.observe_time_to_first_token(std::chrono::duration<double>(now - arrival_).count());
+      else
+        server->metrics.observe_inter_token(std::chrono::duration<double>(now - last_token_).count());
+      server->metrics.count_generated_tokens(1);
+      last_token_ = now;
+      tokens_.push_back(ev.token);
+    }
+    text_ += ev.text;
+    if (ev.finish == engine::FinishReason::kAbort) {
+      close_stream();
+      return;
+    }
+    std::string finish = engine::finish_reason_name(ev.finish);
+    if (!stream_) {
+      if (ev.finish == engine::FinishReason::kNone || !server) return;
+      CompletionResult r{id_, created_, model_, text_, tokens_, finish, prompt_tokens_};
+      server->metrics.count_request(endpoint_label(endpoint_), 200);
+      server->track_reply(http::reply_json(request_, web::http::status_codes::OK, completion_response(endpoint_, r)));
+      return;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closed_) return;
+    std::vector<int32_t> ids;
+    if (ev.token >= 0) ids.push_back(ev.token);
+    write_locked(sse_event(next_event_++,
+                           stream_chunk(endpoint_, id_, created_, model_, ev.text, ids, finish, first_).dump()));
+    first_ = false;
+    if (ev.finish != engine::FinishReason::kNone) {
+      if (include_usage_)
+        write_locked(sse_event(next_event_++, usage_chunk(endpoint_, id_, created_, model_, prompt_tokens_,
+                                                          static_cast<int64_t>(tokens_.size()))
+                                                  .dump()));
+      write_locked(sse_event(next_event_++, "[DONE]"));
+      close_locked();
+    }
+  }
+
+  void on_failure(const Status& status) override {
+    ApiError e = status_to_api_error(status);
+    if (e.http_status < 500) e.http_status = 503;
+    auto server = server_.lock();
+    if (!stream_) {
+      if (server) server->reply_error(request_, endpoint_label(endpoint_), e);
+      return;
+    }
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closed_) return;
+    write_locked(sse_event(next_event_++, e.to_json().dump()));
+    write_locked(sse_event(next_event_++, "[DONE]"));
+    close_locked();
+  }
+
+  // A comment line on a stream that has been quiet for `interval`, so a client that went away
+  // is noticed even before its request runs. False once the stream is closed.
+  bool heartbeat(std::chrono::milliseconds interval) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (closed_) return false;
+    if (Clock::now() - last_write_ >= interval) write_locked(": keep-alive\n\n");
+    return true;
+  }
+
+ private:
+  void client_gone() {
+    close_stream();
+    if (auto server = server_.lock(); server && server->service) server->service->cancel(id_);
+  }
+  void close_stream() {
+    std::lock_guard<std::mutex> lk(mu_);
+    close_locked();
+  }
+  void write_locked(std::string text) {
+    auto data = std::make_shared<std::string>(std::move(text));
+    last_write_ = Clock::now();
+    buffer_.putn_nocopy(reinterpret_cast<const uint8_t*>(data->data()), data->size())
+        .then([data](pplx::task<size_t> t) {
+          try {
+            t.get();
+          } catch (...) {
+          }
+        });
+  }
+  void close_locked() {
+    if (closed_ || !stream_) return;
+    closed_ = true;
+    buffer_.close(std::ios_base::out).then([](pplx::task<void> t) {
+      try {
+        t.get();
+      } catch (...) {
+      }
+    });
+  }
+
+  std::weak_ptr<AgentServer::Impl> server_;
+  http_request request_;
+  Endpoint endpoint_;
+  std::string id_, model_;
+  int64_t created_;
+  int64_t prompt_tokens_;
+  bool stream_, include_usage_;
+  Clock::time_point arrival_, last_token_;
+  std::vector<int32_t> tokens_;
+  std::string text_;
+  std::mutex mu_;  // stream writes: the engine thread and the heartbeat thread
+  concurrency::streams::producer_consumer_buffer<uint8_t> buffer_;
+  Clock::time_point last_write_;
+  int64_t next_event_ = 0;
+  bool first_ = true;
+  bool closed_ = false;
+};
+
+void AgentServer::Impl::track_reply(pplx::task<void> reply, std::function<void(bool ok)> done) {
+  ++replies_in_flight;
+  std::weak_ptr<Impl> weak = weak_from_this();
+  reply.then([weak, done](pplx::task<void> t) {
+    bool ok = true;
+    try {
+      t.get();
+    } catch (...) {
+      ok = false;
+    }
+    if (done) done(ok);
+    if (auto self = weak.lock()) --self->replies_in_flight;
+  });
+}
+
+void AgentServer::Impl::reply_error(const http_request& req, const std::string& endpoint, const ApiError& e) {
+  metrics.count_request(endpoint, e.http_status);
+  http_response response(static_cast<status_code>(e.http_status));
+  response.set_body(e.to_json().dump(), "application/json");
+  if (e.http_status == 429) response.headers().add("Retry-After", "1");
+  if (e.http_status == 401) response.headers().add("WWW-Authenticate", "Bearer");
+  try {
+    track_reply(req.reply(response));
+  } catch (const std::exception&) {
+  }
+}
+
+void AgentServer::Impl::handle(http_request req) {
+  std::string path = req.relative_uri().path();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  const auto& method = req.method();
+  auto wrong_method = [&](const char* allowed) {
+    ApiError e;
+    e.http_status = 405;
+    e.message = "method " + method + " is not allowed on " + path + "; use " + allowed;
+    reply_error(req, "other", e);
+  };
+  if (path == "/v1/completions" || path == "/v1/chat/completions") {
+    if (method != methods::POST) return wrong_method("POST");
+    Endpoint ep = path == "/v1/completions" ? Endpoint::kCompletions : Endpoint::kChatCompletions;
+    if (req.headers().has("Content-Length") && req.headers().content_length() > kMaxBodyBytes) {
+      ApiError e;
+      e.http_status = 413;
+      e.message = "the request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes";
+      return reply_error(req, endpoint_label(ep), e);
+    }
+    std::weak_ptr<Impl> weak = weak_from_this();
+    req.extract_vector().then([weak, req, ep](pplx::task<std::vector<unsigned char>> t) {
+      auto self = weak.lock();
+      if (!self) return;
+      try {
+        auto bytes = t.get();
+        self->handle_generate(req, ep, std::string(bytes.begin(), bytes.end()));
+      } catch (const std::exception& ex) {
+        ApiError e;
+        e.message = std::string("cannot read the request body: ") + ex.what();
+        self->reply_error(req, endpoint_label(ep), e);
+      }
+    });
+    return;
+  }
+  if (path == "/v1/models") {
+    if (method != methods::GET) return wrong_method("GET");
+    json body = {{"object", "list"},
+                 {"data", json::array({{{"id", options.model_name},
+                                        {"object", "model"},
+                                        {"created", unix_seconds()},
+                                        {"owned_by", "hotswap"},
+                                        {"max_model_len", max_model_len}}})}};
+    metrics.count_request("models", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
+  }
+  if (path == "/healthz") {
+    json body = {{"status", "ok"}, {"device", "cpu"}, {"model", options.model_name}};
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
+  }
+  if (path == "/readyz") {
+    bool ready = !service->draining() && !stopping.load();
+    json body = {{"status", ready ? "ready" : "draining"}};
+    return track_reply(
+        http::reply_json(req, ready ? web::http::status_codes::OK : web::http::status_codes::ServiceUnavailable, body));
+  }
+  if (path == "/metrics") {
+    http_response response(web::http::status_codes::OK);
+    response.set_body(render_metrics_text(metrics.registry()), "text/plain; version=0.0.4");
+    return track_reply(req.reply(response));
+  }
+  if (path.rfind("/control/v1/", 0) == 0) return handle_control(req, path);
+  ApiError e;
+  e.http_status = 404;
+  e.message = "no route for " + method + " " + path;
+  e.code = "not_found";
+  reply_error(req, "other", e);
+}
+
+void AgentServer::Impl::handle_generate(http_request req, Endpoint endpoint, const std::string& body) {
+  auto arrival = Clock::now();
+  const char* label = endpoint_label(endpoint);
+  ApiRequest api;
+  if (auto e = parse_api_request(body, endpoint, options.model_name, &api)) return reply_error(req, label, *e);
+  if (service->draining() || stopping.load()) {
+    ApiError e;
+    e.http_status = 503;
+    e.type = "service_unavailable";
+    e.code = "draining";
+    e.message = "this replica is draining and takes no new requests";
+    return reply_error(req, label, e);
+  }
+  std::string id = (endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-") + id_prefix +
+                   std::to_string(next_request.fetch_add(1));
+  engine::GenerationRequest gen;
+  if (auto e = build_generation_request(api, model->tokenizer(), chat_format, bos_token, max_model_len, id, &gen))
+    return reply_error(req, label, *e);
+  auto sink = std::make_shared<ResponseSink>(weak_from_this(), req, endpoint, id, options.model_name,
+                                             static_cast<int64_t>(gen.prompt.size()), api.stream, api.include_usage,
+                                             arrival);
+  Status st = service->submit(std::move(gen), sink);
+  if (!st.ok()) return reply_error(req, label, status_to_api_error(st));
+  if (api.stream) {
+    metrics.count_request(label, 200);
+    sink->start_stream();
+    std::lock_guard<std::mutex> lk(streams_mu);
+    streams.push_back(sink);
+  }
+}
+
+void AgentServer::Impl::handle_control(http_request req, const std::string& path) {
+  ApiError e;
+  if (options.control_token.empty()) {
+    e.http_status = 401;
+    e.type = "authentication_error";
+    e.message = "the control API is disabled: start the agent with --control-token-file";
+    return reply_error(req, "control", e);
+  }
+  std::string token = http::bearer_token(req);
+  if (token.empty()) {
+    e.http_status = 401;
+    e.type = "authentication_error";
+    e.message = "the control API needs an 'Authorization: Bearer <token>' header";
+    return reply_error(req, "control", e);
+  }
+  if (!http::constant_time_equals(token, options.control_token)) {
+    e.http_status = 403;
+    e.type = "permission_error";
+    e.message = "the bearer token is not the control token";
+    return reply_error(req, "control", e);
+  }
+  if (path == "/control/v1/status" && req.method() == methods::GET) {
+    auto st = service->status();
+    if (!st.ok()) return reply_error(req, "control", status_to_api_error(st.status()));
+    json seqs = json::array();
+    for (const auto& s : st->sequences)
+      seqs.push_back({{"id", s.request_id},
+                      {"state", s.state},
+                      {"prompt_tokens", s.prompt_tokens},
+                      {"generated_tokens", s.generated_tokens},
+                      {"position", s.position},
+                      {"blocks", s.blocks}});
+    json body = {{"draining", st->draining},
+                 {"open_requests", st->open_requests},
+                 {"queue", st->engine.waiting},
+                 {"running", st->engine.running},
+                 {"kv_blocks",
+                  {{"total", st->engine.kv_blocks_total},
+                   {"used", st->engine.kv_blocks_used},
+                   {"free", st->engine.kv_blocks_total - st->engine.kv_blocks_used}}},
+                 {"sequences", seqs}};
+    metrics.count_request("control", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
+  }
+  if (path == "/control/v1/drain" && req.method() == methods::POST) {
+    service->drain();
+    log_info("control: drain requested; open requests: " + std::to_string(service->open_requests()));
+    metrics.count_request("control", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK,
+                                        {{"draining", true}, {"open_requests", service->open_requests()}}));
+  }
+  e.http_status = 404;
+  e.code = "not_found";
+  e.message = "no control route for " + req.method() + " " + path;
+  reply_error(req, "control", e);
+}
+
+void AgentServer::Impl::heartbeat_loop() {
+  std::unique_lock<std::mutex> lk(heartbeat_mu);
+  while (!stopping.load()) {
+    heartbeat_cv.wait_for(lk, options.heartbeat);
+    if (stopping.load()) break;
+    std::vector<std::shared_ptr<ResponseSink>> live;
+    {
+      std::lock_guard<std::mutex> slk(streams_mu);
+      std::vector<std::weak_ptr<ResponseSink>> keep;
+      for (auto& w : streams)
+        if (auto s = w.lock()) {
+          live.push_back(s);
+          keep.push_back(w);
+        }
+      streams.swap(keep);
+    }
+    for (auto& s : live) s->heartbeat(options.heartbeat);
+  }
+}
+
+StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const engine::Model> model,
+                                                          std::unique_ptr<engine::Engine> engine,
+                                                          const AgentServerOptions& options) {
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  if (impl->options.model_name.empty()) impl->options.model_name = fs::path(model->dir()).filename().string();
+  impl->max_model_len = engine->max_model_len();
+  // The chat template decides how chats become prompts (see openai_protocol.h).
+  fs::path tc = fs::path(model->dir()) / "tokenizer_config.json";
+  if (fs::exists(tc)) {
+    std::ifstream in(tc);
+    json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string())
+      impl->chat_format = detect_chat_format(j["chat_template"].get<std::string>());
+    if (j.is_object() && j.contains("bos_token") && j["bos_token"].is_string())
+      impl->bos_token = j["bos_token"].get<std::string>();
+  }
+  std::random_device rd;
+  char prefix[16];
+  std::snprintf(prefix, sizeof(prefix), "%08x-", rd());
+  impl->id_prefix = prefix;
+  impl->model = std::move(model);
+  EngineServiceOptions so;
+  so.max_queue = options.max_queue;
+  impl->service = std::make_unique<EngineService>(std::move(engine), so);
+  std::weak_ptr<Impl> weak = impl;
+  impl->service->set_step_observer([weak](const engine::EngineStats& s) {
+    if (auto self = weak.lock()) self->metrics.observe_engine(s, self->service->open_requests());
+  });
+
+  std::string url = "http://" + options.host + ":" + std::to_string(options.port);
+  try {
+    impl->listener = std::make_unique<web::http::experimental::listener::http_listener>(url);
+    impl->listener->support([weak](http_request req) {
+      auto self = weak.lock();
+      if (!self) return;
+      try {
+        self->handle(req);
+      } catch (const std::exception& ex) {
+        ApiError e;
+        e.http_status = 500;
+        e.type = "server_error";
+        e.message = std::string("internal error: ") + ex.what();
+        self->reply_error(req, "other", e);
+      }
+    });
+    impl->listener->open().wait();
+  } catch (const std::exception& ex) {
+    return unavailable("cannot listen on " + url + ": " + ex.what());
+  }
+  impl->heartbeat_thread = std::thread([impl_raw = impl.get()] { impl_raw->heartbeat_loop(); });
+  log_info("serving model '" + impl->options.model_name + "' on " + url);
+  return std::unique_ptr<AgentServer>(new AgentServer(std::move(impl)));
+}
+
+AgentServer::AgentServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+AgentServer::~AgentServer() { stop(); }
+
+std::string AgentServer::url() const {
+  return "http://" + impl_->options.host + ":" + std::to_string(impl_->options.port);
+}
+
+void AgentServer::drain() { impl_->service->drain(); }
+
+bool AgentServer::wait_idle(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (impl_->service->open_requests() == 0 && impl_->replies_in_flight.load() == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return impl_->service->open_requests() == 0 && impl_->replies_in_flight.load() == 0;
+}
+
+void AgentServer::stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  impl_->heartbeat_cv.notify_all();
+  if (impl_->heartbeat_thread.joinable()) impl_->heartbeat_thread.join();
+  // The engine first: open requests fail and their streams close, then the listener. The
+  // service object stays until the Impl goes, since handlers may still be reading it.
+  impl_->service->shutdown();
+  try {
+    impl_->listener->close().wait();
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace hotswap::agent

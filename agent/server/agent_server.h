@@ -1,0 +1,53 @@
+// hotswap-agent serve: the OpenAI-compatible API, health and readiness, /metrics, and the
+// operator's control API, on cpprestsdk's HTTP listener, in front of an EngineService.
+//
+// Streams: a streamed response's body is a producer/consumer buffer that the engine thread
+// writes server-sent events into as tokens arrive; each event has an `id:` (0, 1, 2, ...
+// within its stream). A client that goes away makes the next write fail, which cancels its
+// sequence; queued streams get a comment line every heartbeat so that is noticed before they run.
+//
+// Threads: cpprestsdk's pool runs the handlers; the engine thread runs the sinks; a heartbeat
+// thread pings queued streams. Each stream's writes are serialised by its own mutex.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "agent/engine/engine.h"
+#include "common/status.h"
+
+namespace hotswap::agent {
+
+struct AgentServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string model_name;     // the id clients name in "model"; default: the model directory's name
+  std::string control_token;  // empty: the control API refuses every call
+  int max_queue = 256;
+  std::chrono::milliseconds heartbeat{1000};
+};
+
+class AgentServer {
+ public:
+  static StatusOr<std::unique_ptr<AgentServer>> start(std::shared_ptr<const engine::Model> model,
+                                                      std::unique_ptr<engine::Engine> engine,
+                                                      const AgentServerOptions& options);
+  ~AgentServer();
+
+  std::string url() const;  // http://host:port
+  // Stop taking requests (503; /readyz fails); running streams go on.
+  void drain();
+  // Waits until no request is open, at most `timeout`; true when idle.
+  bool wait_idle(std::chrono::milliseconds timeout);
+  // Closes the listener and ends the engine; open requests fail.
+  void stop();
+
+  class Impl;
+
+ private:
+  explicit AgentServer(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace hotswap::agent

@@ -1,0 +1,59 @@
+#include "agent/server/server_metrics.h"
+
+#include "common/metrics.h"
+
+namespace hotswap::agent {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  requests_ = &BuildCounter().Name("hotswap_requests_total").Help("HTTP requests by endpoint and status code").Register(r);
+  generated_ = &BuildCounter().Name("hotswap_generated_tokens_total").Help("Tokens generated").Register(r).Add({});
+  prompt_ = &BuildCounter().Name("hotswap_prompt_tokens_total").Help("Prompt tokens prefilled (recomputation included)")
+                 .Register(r).Add({});
+  preemptions_ = &BuildCounter().Name("hotswap_preemptions_total").Help("Sequences preempted for lack of KV blocks")
+                      .Register(r).Add({});
+  steps_ = &BuildCounter().Name("hotswap_engine_steps_total").Help("Engine iterations (forward passes)").Register(r).Add({});
+  ttft_ = &BuildHistogram().Name("hotswap_time_to_first_token_seconds").Help("Request arrival to its first token")
+               .Register(r).Add({}, latency_buckets_seconds());
+  itl_ = &BuildHistogram().Name("hotswap_inter_token_latency_seconds").Help("Gap between consecutive tokens of a request")
+              .Register(r).Add({}, latency_buckets_seconds());
+  batch_tokens_ = &BuildHistogram().Name("hotswap_batch_tokens").Help("Tokens per engine step")
+                       .Register(r).Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048});
+  queue_depth_ = &BuildGauge().Name("hotswap_queue_depth").Help("Requests waiting to be scheduled").Register(r).Add({});
+  running_ = &BuildGauge().Name("hotswap_running_sequences").Help("Sequences in the running batch").Register(r).Add({});
+  open_ = &BuildGauge().Name("hotswap_open_requests").Help("Requests accepted and not finished").Register(r).Add({});
+  auto& kv = BuildGauge().Name("hotswap_kv_blocks").Help("KV cache blocks by state").Register(r);
+  kv_used_ = &kv.Add({{"state", "used"}});
+  kv_free_ = &kv.Add({{"state", "free"}});
+  batch_sequences_ = &BuildGauge().Name("hotswap_batch_sequences").Help("Sequences in the most recent engine step")
+                          .Register(r).Add({});
+}
+
+void ServerMetrics::count_request(const std::string& endpoint, int code) {
+  requests_->Add({{"endpoint", endpoint}, {"code", std::to_string(code)}}).Increment();
+}
+
+void ServerMetrics::observe_engine(const engine::EngineStats& s, int64_t open_requests) {
+  queue_depth_->Set(static_cast<double>(s.waiting));
+  running_->Set(static_cast<double>(s.running));
+  open_->Set(static_cast<double>(open_requests));
+  kv_used_->Set(static_cast<double>(s.kv_blocks_used));
+  kv_free_->Set(static_cast<double>(s.kv_blocks_total - s.kv_blocks_used));
+  batch_sequences_->Set(static_cast<double>(s.last_step_sequences));
+  std::lock_guard<std::mutex> lk(engine_mu_);
+  if (s.steps_total > last_steps_) {
+    batch_tokens_->Observe(static_cast<double>(s.last_step_tokens));
+    steps_->Increment(static_cast<double>(s.steps_total - last_steps_));
+  }
+  prompt_->Increment(static_cast<double>(std::max<int64_t>(0, s.prompt_tokens_total - last_prompt_)));
+  preemptions_->Increment(static_cast<double>(std::max<int64_t>(0, s.preemptions_total - last_preemptions_)));
+  last_steps_ = s.steps_total;
+  last_prompt_ = s.prompt_tokens_total;
+  last_preemptions_ = s.preemptions_total;
+}
+
+}  // namespace hotswap::agent

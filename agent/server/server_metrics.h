@@ -1,0 +1,52 @@
+// The agent's Prometheus metrics (names in README.md, "Metrics"). prometheus-cpp metrics are
+// thread-safe: handlers, sinks and the engine thread update them directly.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/engine/engine.h"
+
+namespace hotswap::agent {
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+
+  // hotswap_requests_total{endpoint, code}
+  void count_request(const std::string& endpoint, int code);
+  void observe_time_to_first_token(double seconds) { ttft_->Observe(seconds); }
+  void observe_inter_token(double seconds) { itl_->Observe(seconds); }
+  void count_generated_tokens(double n) { generated_->Increment(n); }
+  // From the engine thread after each step.
+  void observe_engine(const engine::EngineStats& s, int64_t open_requests);
+
+  const prometheus::Registry& registry() const { return *registry_; }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Counter* generated_;
+  prometheus::Counter* prompt_;
+  prometheus::Counter* preemptions_;
+  prometheus::Counter* steps_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* batch_tokens_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* open_;
+  prometheus::Gauge* kv_used_;
+  prometheus::Gauge* kv_free_;
+  prometheus::Gauge* batch_sequences_;
+  std::mutex engine_mu_;  // the engine's cumulative counters, turned into increments
+  int64_t last_prompt_ = 0, last_preemptions_ = 0, last_steps_ = 0;
+};
+
+}  // namespace hotswap::agent

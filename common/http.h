@@ -1,0 +1,30 @@
+// HTTP helpers on cpprestsdk shared by the agent, the operator and the tools: JSON replies,
+// reading a body, bearer tokens compared in constant time.
+#pragma once
+
+#include <cpprest/http_listener.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/status.h"
+
+namespace hotswap::http {
+
+using web::http::http_request;
+using web::http::status_code;
+
+// Replies with a JSON body (Content-Type: application/json). Never throws; the returned task
+// reports a client gone away.
+pplx::task<void> reply_json(const http_request& request, status_code status, const nlohmann::json& body);
+
+// The token of an "Authorization: Bearer <token>" header, or empty.
+std::string bearer_token(const http_request& request);
+
+// Equality whose time depends only on the lengths, not on where the strings differ.
+bool constant_time_equals(const std::string& a, const std::string& b);
+
+// A free TCP port on 127.0.0.1 (bound and released; for tests and defaults).
+StatusOr<int> pick_free_port();
+
+}  // namespace hotswap::http
