@@ -129,7 +129,8 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const
   ex->layout_.block_size = options.block_size;
   ex->layout_.dtype = DType::kF32;  // exact continuation on CPU: the cache keeps what attention computed
   ex->kv_blocks_ = options.kv_blocks;
-  ex->kv_pool_.assign(static_cast<size_t>(options.kv_blocks) * ex->layout_.block_bytes(), 0);
+  ex->kv_pool_ = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(options.kv_blocks) *
+                                                          ex->layout_.block_bytes());
   return ex;
 }
 
@@ -162,7 +163,7 @@ Status CpuExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) {
   const auto& emb = model_->embed_tokens();
   HOTSWAP_RETURN_IF_ERROR(
       kernels::embedding(ctx_, emb.data, emb.dtype, c.vocab_size, H, b.tokens.data(), T, x_.data()));
-  void* pool = kv_pool_.data();
+  void* pool = kv_pool_.get();
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& L = model_->layers()[l];
     HOTSWAP_RETURN_IF_ERROR(kernels::rms_norm(ctx_, x_.data(), L.input_norm.data, L.input_norm.dtype, h_.data(), T, H, eps));

@@ -98,7 +98,7 @@ class CpuExecutor : public ModelExecutor {
   const char* backend_name() const override { return "cpu"; }
 
   // The pool's bytes, block-major (see kernels/kv_layout.h): what migration copies.
-  uint8_t* kv_pool() { return kv_pool_.data(); }
+  uint8_t* kv_pool() { return kv_pool_.get(); }
 
  private:
   CpuExecutor() = default;
@@ -107,7 +107,8 @@ class CpuExecutor : public ModelExecutor {
   kernels::CpuContext ctx_;
   kernels::KvLayout layout_;
   int64_t kv_blocks_ = 0;
-  std::vector<uint8_t> kv_pool_;
+  // Not zeroed: attention reads only slots written before, and untouched pages cost no memory.
+  std::unique_ptr<uint8_t[]> kv_pool_;
   // Scratch, grown on demand.
   std::vector<float> x_, h_, q_, k_, v_, attn_, gate_, up_, sel_;
 };

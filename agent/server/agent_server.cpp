@@ -207,6 +207,14 @@ class ResponseSink : public RequestSink, public std::enable_shared_from_this<Res
           } catch (...) {
           }
         });
+    // Without a sync the buffer holds data back until a whole read block (64 KiB) is there:
+    // each event must leave now.
+    buffer_.sync().then([](pplx::task<void> t) {
+      try {
+        t.get();
+      } catch (...) {
+      }
+    });
   }
   void close_locked() {
     if (closed_ || !stream_) return;

@@ -284,8 +284,9 @@ std::optional<ApiError> build_generation_request(const ApiRequest& api, const en
   int64_t room = max_model_len - prompt_len;
   int64_t max_tokens = api.max_tokens ? *api.max_tokens : (api.endpoint == Endpoint::kCompletions ? 16 : room);
   if (max_tokens > room)
-    return field_error("max_tokens", "this model's maximum context length is " + std::to_string(max_model_len) +
-                                         " tokens; you requested " + std::to_string(prompt_len + max_tokens) + " (" +
+    return field_error("max_tokens", "'max_tokens' = " + std::to_string(max_tokens) +
+                                         " does not fit: this model's maximum context length is " +
+                                         std::to_string(max_model_len) + " tokens; you requested " + std::to_string(prompt_len + max_tokens) + " (" +
                                          std::to_string(prompt_len) + " in the prompt, " + std::to_string(max_tokens) +
                                          " to generate)",
                        "context_length_exceeded");

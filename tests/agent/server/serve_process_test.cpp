@@ -1,0 +1,137 @@
+// `hotswap-agent serve` as a real process: the same tokens as `hotswap-agent generate`, and a
+// SIGTERM that lets open streams finish before exiting 0.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "tests/agent/server/server_test_util.h"
+
+namespace hotswap::agent {
+namespace {
+
+using nlohmann::json;
+using testing::http_call;
+
+// A child process running the agent; killed (SIGKILL) if the test did not end it.
+struct AgentProcess {
+  pid_t pid = -1;
+  int port = 0;
+  explicit AgentProcess(const std::string& model) {
+    port = http::pick_free_port().value();
+    std::string token_file = engine::testing::temp_dir("serve-proc") + "/token";
+    std::ofstream(token_file) << testing::kControlToken << "\n";
+    pid = fork();
+    if (pid == 0) {
+      std::string port_s = std::to_string(port);
+      execl(HOTSWAP_AGENT_BIN, HOTSWAP_AGENT_BIN, "serve", "--model", model.c_str(), "--model-name", "tiny", "--port",
+            port_s.c_str(), "--threads", "2", "--control-token-file", token_file.c_str(), "--grace-seconds", "20",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  bool wait_ready() {
+    for (int i = 0; i < 400; ++i) {
+      if (http_call(port, "GET", "/readyz").status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+  // The exit status, or -1 if it did not exit within the bound.
+  int wait_exit(std::chrono::seconds bound) {
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+  ~AgentProcess() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+std::vector<int32_t> generate_cli_tokens(const std::string& model, const std::string& prompt, int max_tokens,
+                                         double temperature, int seed) {
+  std::string cmd = std::string(HOTSWAP_AGENT_BIN) + " generate --model " + model + " --prompt '" + prompt +
+                    "' --max-tokens " + std::to_string(max_tokens) + " --temperature " + std::to_string(temperature) +
+                    " --seed " + std::to_string(seed) + " --ignore-eos --threads 1 --json";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return {};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << cmd;
+  return json::parse(out)["token_ids"].get<std::vector<int32_t>>();
+}
+
+TEST(ServeProcess, StreamedAndWholeResponsesMatchTheGenerateCommand) {
+  std::string model = engine::testing::tiny_model();
+  AgentProcess agent(model);
+  ASSERT_TRUE(agent.wait_ready());
+  const std::string prompt = "The replica moves";
+  auto want = generate_cli_tokens(model, prompt, 20, 0.9, 11);
+  ASSERT_EQ(want.size(), 20u);
+  json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 20}, {"temperature", 0.9},
+               {"seed", 11},      {"ignore_eos", true}};
+  auto whole = http_call(agent.port, "POST", "/v1/completions", body.dump());
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(json::parse(whole.body)["choices"][0]["token_ids"].get<std::vector<int32_t>>(), want);
+  body["stream"] = true;
+  auto streamed = http_call(agent.port, "POST", "/v1/completions", body.dump());
+  ASSERT_EQ(streamed.status, 200);
+  EXPECT_EQ(testing::stream_tokens(streamed.body), want);
+}
+
+TEST(ServeProcess, SigtermLetsOpenStreamsFinishThenExitsZero) {
+  std::string model = engine::testing::tiny_model();
+  AgentProcess agent(model);
+  ASSERT_TRUE(agent.wait_ready());
+  const int n = 3, tokens = 300;
+  std::vector<std::unique_ptr<testing::HttpConnection>> streams;
+  for (int i = 0; i < n; ++i) {
+    streams.push_back(std::make_unique<testing::HttpConnection>(agent.port));
+    json body = {{"model", "tiny"}, {"prompt", "stream " + std::to_string(i)}, {"max_tokens", tokens},
+                 {"temperature", 0}, {"ignore_eos", true}, {"stream", true}};
+    ASSERT_TRUE(streams.back()->send_request("POST", "/v1/completions", body.dump()));
+  }
+  std::vector<std::string> bodies(n);
+  for (int i = 0; i < n; ++i) {
+    testing::HttpResponse head;
+    ASSERT_TRUE(streams[i]->read_head(&head));
+    ASSERT_EQ(head.status, 200);
+    auto first = streams[i]->read_body_piece();
+    ASSERT_TRUE(first.has_value());
+    bodies[i] = *first;
+  }
+  ASSERT_EQ(kill(agent.pid, SIGTERM), 0);
+  // Once the signal is taken, readiness fails and new work is refused while the old finishes.
+  int ready = 200;
+  for (int i = 0; i < 200 && ready == 200; ++i) {
+    ready = http_call(agent.port, "GET", "/readyz").status;
+    if (ready == 200) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(ready, 503);
+  auto refused = http_call(agent.port, "POST", "/v1/completions", R"({"model": "tiny", "prompt": "late"})");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  for (int i = 0; i < n; ++i) {
+    bodies[i] += streams[i]->read_all_body();
+    EXPECT_EQ(testing::stream_tokens(bodies[i]).size(), static_cast<size_t>(tokens)) << "stream " << i;
+  }
+  EXPECT_EQ(agent.wait_exit(std::chrono::seconds(20)), 0);
+}
+
+}  // namespace
+}  // namespace hotswap::agent
