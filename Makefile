@@ -31,7 +31,7 @@ bench: build
 	@bash scripts/bench.sh $(BUILD) $(MODELS)
 
 format:
-	find common kernels agent tests -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
+	find common kernels agent e2e tests -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD)

@@ -23,6 +23,11 @@ echo "== $cmd_small"
 $cmd_small | tee -a "$results"
 echo "== $cmd_medium"
 $cmd_medium | tee -a "$results"
+http_results=$(mktemp)
+trap 'rm -f "$results" "$http_results"' EXIT
+cmd_http="$build/e2e/bench/hotswap-http-bench --model $models/small --streams 1,16,64 --max-tokens 64"
+echo "== $cmd_http"
+$cmd_http | tee "$http_results"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 {
@@ -54,6 +59,31 @@ for line in open(sys.argv[1]):
 PY
   echo
   echo "Target (issue 2): batch-1 decode on \`medium\` >= 50% of the measured bandwidth."
+  echo
+  echo "## Through HTTP"
+  echo
+  echo "Tokens/s through \`hotswap-agent serve\` (in-process server, driven by hotswap-loadgen's runner,"
+  echo "N streams, N requests of 64 tokens, greedy, EOS ignored) against the engine alone serving"
+  echo "the same requests in the same run. TTFT and inter-token gaps are the loadgen's per-token"
+  echo "arrival times."
+  echo
+  echo "    $cmd_http"
+  echo
+  echo "| streams | engine-only tok/s | HTTP tok/s | HTTP / engine | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | inter-token p99 ms |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  python3 - "$http_results" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    print("| {} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} |".format(
+        r["streams"], r["engine_tokens_per_s"], r["http_tokens_per_s"], 100 * r["http_over_engine"],
+        r["ttft_ms_p50"], r["ttft_ms_p99"], r["inter_token_ms_p50"], r["inter_token_ms_p99"]))
+PY
+  echo
+  echo "Target (issue 3): HTTP throughput >= 90% of engine-only at 16 streams."
 } > "$out.new"
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> "$out.new"; fi
 mv "$out.new" "$out"

@@ -26,6 +26,7 @@ constexpr FlagSpec kFlags[] = {
     {"prompt-len", "P", "words per prompt (default 16)"},
     {"temperature", "T", "sampling temperature (default 0)"},
     {"chat", "", "use /v1/chat/completions instead of /v1/completions"},
+    {"ignore-eos", "", "ask the server to generate max-tokens tokens even past EOS (fixed work per request)"},
     {"request-timeout-s", "T", "from sending a request to the end of its stream (default 120)"},
     {"help", "", "print this help"},
 };
@@ -33,7 +34,7 @@ constexpr FlagSpec kFlags[] = {
 FlagSet make_flags() {
   FlagSet f(
       "usage: hotswap-loadgen --url URL --streams N --requests M [--max-tokens K] [--seed S] [--duration-s D]\n"
-      "                       [--json] [--model NAME] [--prompt-len P] [--temperature T] [--chat]\n"
+      "                       [--json] [--model NAME] [--prompt-len P] [--temperature T] [--chat] [--ignore-eos]\n"
       "                       [--request-timeout-s T]\n"
       "\n"
       "Keeps N streaming completion requests open against an OpenAI-compatible server until M have\n"
@@ -139,6 +140,7 @@ StatusOr<CliOptions> parse_cli(int argc, char** argv) {
   c.temperature = double_flag("temperature", 0, 0, 1e6, false, ">= 0");
   c.request_timeout_s = double_flag("request-timeout-s", 120, 0, 1e9, true, "> 0");
   c.chat = flags.has("chat");
+  c.ignore_eos = flags.has("ignore-eos");
   c.model = flags.get("model");
   if (flags.has("model") && c.model.empty()) errors.push_back("flag --model: the name is empty");
   o.json = flags.has("json");

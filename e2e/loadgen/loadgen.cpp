@@ -328,6 +328,7 @@ json make_request_body(const LoadgenConfig& config, const std::string& model, in
                {"temperature", config.temperature},
                {"seed", config.seed + index},
                {"stream", true}};
+  if (config.ignore_eos) body["ignore_eos"] = true;
   std::string prompt = make_prompt(config.seed, index, config.prompt_words);
   if (config.chat) {
     body["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});

@@ -42,6 +42,7 @@ struct LoadgenConfig {
   int64_t prompt_words = 16;
   double temperature = 0;
   bool chat = false;               // /v1/chat/completions instead of /v1/completions
+  bool ignore_eos = false;         // sends "ignore_eos": true (hotswap's and vLLM's extension)
   double request_timeout_s = 120;  // from sending a request to the end of its stream
 };
 

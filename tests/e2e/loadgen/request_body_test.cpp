@@ -46,7 +46,14 @@ TEST(RequestBody, CompletionHasTheOpenAiFields) {
   EXPECT_EQ(body["seed"], 107);
   EXPECT_EQ(body["stream"], true);
   EXPECT_FALSE(body.contains("messages"));
+  EXPECT_FALSE(body.contains("ignore_eos"));
   EXPECT_EQ(request_path(c), "/v1/completions");
+}
+
+TEST(RequestBody, IgnoreEosIsSentOnlyWhenAsked) {
+  LoadgenConfig c;
+  c.ignore_eos = true;
+  EXPECT_EQ(make_request_body(c, "m1", 0)["ignore_eos"], true);
 }
 
 TEST(RequestBody, ChatSendsThePromptAsOneUserMessage) {

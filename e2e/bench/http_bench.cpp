@@ -1,0 +1,141 @@
+// hotswap-http-bench: tokens/s through the HTTP server with N concurrent streams, against the
+// engine alone serving the very same requests, both measured in the same run.
+//
+// For each N: the engine-only figure runs the N requests (the loadgen's prompts, tokenized as
+// the server does, greedy, EOS ignored, so every request makes exactly --max-tokens tokens)
+// straight on an Engine; the HTTP figure starts an in-process AgentServer with a fresh Engine of
+// the same options and drives it with hotswap-loadgen's runner. Throughput is generated tokens
+// over wall time; the ratio is HTTP / engine-only. TTFT and inter-token gaps come from the
+// loadgen's per-token arrival times.
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "agent/server/agent_server.h"
+#include "common/flags.h"
+#include "common/http.h"
+#include "e2e/loadgen/loadgen.h"
+#include "e2e/loadgen/report.h"
+
+namespace hotswap {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+StatusOr<double> engine_only_tokens_per_s(const std::shared_ptr<const engine::Model>& model,
+                                          const engine::EngineOptions& options, const loadgen::LoadgenConfig& lc) {
+  HOTSWAP_ASSIGN_OR_RETURN(auto eng, engine::Engine::create(model, options));
+  for (int64_t i = 0; i < lc.requests; ++i) {
+    engine::GenerationRequest r;
+    r.id = "bench-" + std::to_string(i);
+    r.prompt = model->tokenizer().encode(loadgen::make_prompt(lc.seed, i, lc.prompt_words));
+    r.stop.max_tokens = static_cast<int>(lc.max_tokens);
+    r.stop.ignore_eos = true;
+    r.sampling.temperature = 0;
+    r.seed = static_cast<uint64_t>(lc.seed + i);
+    HOTSWAP_RETURN_IF_ERROR(eng->add_request(std::move(r)));
+  }
+  auto t0 = Clock::now();
+  int64_t tokens = 0;
+  while (eng->has_unfinished()) {
+    HOTSWAP_ASSIGN_OR_RETURN(auto events, eng->step());
+    for (const auto& ev : events)
+      if (ev.token >= 0) ++tokens;
+  }
+  return tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+struct HttpResult {
+  loadgen::LoadSummary summary;
+};
+
+StatusOr<HttpResult> http_run(const std::shared_ptr<const engine::Model>& model, const engine::EngineOptions& options,
+                              loadgen::LoadgenConfig lc) {
+  HOTSWAP_ASSIGN_OR_RETURN(auto eng, engine::Engine::create(model, options));
+  agent::AgentServerOptions so;
+  so.model_name = "bench";
+  HOTSWAP_ASSIGN_OR_RETURN(so.port, http::pick_free_port());
+  HOTSWAP_ASSIGN_OR_RETURN(auto server, agent::AgentServer::start(model, std::move(eng), so));
+  lc.url = server->url();
+  lc.model = "bench";
+  HOTSWAP_ASSIGN_OR_RETURN(loadgen::LoadRun run, loadgen::run_load(lc));
+  HttpResult r{loadgen::summarize_run(run)};
+  if (r.summary.failed > 0) return internal_error(std::to_string(r.summary.failed) + " HTTP requests failed");
+  server->stop();
+  return r;
+}
+
+int run(int argc, char** argv) {
+  FlagSet flags("usage: hotswap-http-bench --model DIR [--streams 1,16,64] [--max-tokens K] [--prompt-words P]");
+  flags.add("model", "DIR", "model directory");
+  flags.add("streams", "LIST", "concurrent streams to measure (default 1,16,64)");
+  flags.add("max-tokens", "K", "tokens per request (default 64)");
+  flags.add("prompt-words", "P", "prompt length in words (default 16)");
+  flags.add("threads", "N", "engine threads (default: all cores)");
+  flags.add("help", "", "show this help");
+  auto fail = [](const Status& st) {
+    std::fprintf(stderr, "hotswap-http-bench: %s\n", st.to_string().c_str());
+    return 1;
+  };
+  if (Status st = flags.parse(argc, argv, 1); !st.ok()) return fail(st);
+  if (flags.has("help")) {
+    std::fputs(flags.help().c_str(), stdout);
+    return 0;
+  }
+  if (!flags.has("model")) return fail(invalid_argument("--model is required"));
+  auto max_tokens = flags.get_int("max-tokens", 64);
+  auto words = flags.get_int("prompt-words", 16);
+  auto threads = flags.get_int("threads", 0);
+  for (const Status& st : {max_tokens.status(), words.status(), threads.status()})
+    if (!st.ok()) return fail(st);
+  std::vector<int> streams;
+  for (const std::string& part : {flags.get("streams", "1,16,64")}) {
+    size_t pos = 0;
+    while (pos <= part.size()) {
+      size_t comma = part.find(',', pos);
+      int n = std::atoi(part.substr(pos, comma - pos).c_str());
+      if (n < 1) return fail(invalid_argument("--streams must list positive integers"));
+      streams.push_back(n);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  }
+  auto model = engine::Model::load(flags.get("model"));
+  if (!model.ok()) return fail(model.status());
+  for (int n : streams) {
+    engine::EngineOptions eo;
+    eo.threads = static_cast<int>(*threads);
+    eo.max_num_seqs = std::max(64, n);
+    loadgen::LoadgenConfig lc;
+    lc.streams = n;
+    lc.requests = n;
+    lc.max_tokens = *max_tokens;
+    lc.prompt_words = *words;
+    lc.seed = 1000;
+    lc.ignore_eos = true;
+    auto engine_tps = engine_only_tokens_per_s(*model, eo, lc);
+    if (!engine_tps.ok()) return fail(engine_tps.status());
+    auto http = http_run(*model, eo, lc);
+    if (!http.ok()) return fail(http.status());
+    const auto& s = http->summary;
+    nlohmann::json j = {{"model", flags.get("model")},
+                        {"streams", n},
+                        {"max_tokens", *max_tokens},
+                        {"engine_tokens_per_s", *engine_tps},
+                        {"http_tokens_per_s", s.tokens_per_s},
+                        {"http_over_engine", s.tokens_per_s / *engine_tps},
+                        {"tokens", s.tokens},
+                        {"ttft_ms_p50", s.ttft_ms.p50},
+                        {"ttft_ms_p99", s.ttft_ms.p99},
+                        {"inter_token_ms_p50", s.inter_token_ms.p50},
+                        {"inter_token_ms_p99", s.inter_token_ms.p99}};
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace hotswap
+
+int main(int argc, char** argv) { return hotswap::run(argc, argv); }
