@@ -22,11 +22,12 @@ struct KvLayout {
 
   int64_t block_elems() const { return int64_t{n_layers} * 2 * n_kv_heads * block_size * head_dim; }
   size_t block_bytes() const { return static_cast<size_t>(block_elems()) * dtype_size(dtype); }
+  // Blocks that hold positions 0..tokens-1 of one sequence.
+  int64_t blocks_for(int64_t tokens) const { return (tokens + block_size - 1) / block_size; }
 
   // Element index (not bytes) of (block, layer, kv, head, slot, 0) from the pool's start.
   int64_t index(int64_t block, int layer, int kv, int head, int slot) const {
-    return block * block_elems() +
-           ((((int64_t{layer} * 2 + kv) * n_kv_heads + head) * block_size + slot) * head_dim);
+    return block * block_elems() + ((((int64_t{layer} * 2 + kv) * n_kv_heads + head) * block_size + slot) * head_dim);
   }
 
   bool operator==(const KvLayout&) const = default;

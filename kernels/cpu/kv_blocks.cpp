@@ -8,14 +8,17 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/check.h"
+#include "kernels/check.h"
 #include "kernels/cpu/row_convert.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
 namespace {
 
+// Index arrays are host memory here, so every entry is checked before anything is written (the
+// CUDA twins check them in their kernels, as they cannot read them without a copy).
 Status check_block_ids(const char* op, const int32_t* block_ids, int64_t n, int64_t n_blocks) {
   for (int64_t i = 0; i < n; ++i) {
     if (block_ids[i] < 0 || block_ids[i] >= n_blocks) {
@@ -25,27 +28,16 @@ Status check_block_ids(const char* op, const int32_t* block_ids, int64_t n, int6
   return Status::ok_status();
 }
 
-int64_t ceil_div(int64_t a, int64_t b) {
-  return (a + b - 1) / b;
-}
-
 }  // namespace
 
 Status kv_write(const CpuContext& ctx, const KvLayout& layout, void* pool, int64_t n_blocks, int layer, const float* k,
                 const float* v, const int64_t* slots, int64_t tokens) {
   constexpr const char* kOp = "kv_write";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  if (layer < 0 || layer >= layout.n_layers) {
-    return detail::invalid(kOp, "layer = ", layer, " is outside [0, ", layout.n_layers, ")");
-  }
+  HOTSWAP_RETURN_IF_ERROR(check_kv_write_args(kOp, layout, pool, n_blocks, layer, k, v, slots, tokens));
   if (tokens == 0) return Status::ok_status();
   const int64_t row = int64_t{layout.n_kv_heads} * layout.head_dim;
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, k, "k", tokens * row));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, v, "v", tokens * row));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, slots, "slots", tokens));
+  // slots are host memory here, so they are checked before any write (the CUDA twin checks
+  // them in its kernel).
   const int64_t n_slots = n_blocks * layout.block_size;
   for (int64_t t = 0; t < tokens; ++t) {
     if (slots[t] < 0 || slots[t] >= n_slots) {
@@ -74,13 +66,8 @@ Status kv_write(const CpuContext& ctx, const KvLayout& layout, void* pool, int64
 Status kv_gather_blocks(const CpuContext& ctx, const KvLayout& layout, const void* pool, int64_t n_blocks,
                         const int32_t* block_ids, int64_t n, void* out) {
   constexpr const char* kOp = "kv_gather_blocks";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_gather_blocks_args(kOp, layout, pool, n_blocks, block_ids, n, out));
   if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, block_ids, "block_ids", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", n * layout.block_elems()));
   HOTSWAP_RETURN_IF_ERROR(check_block_ids(kOp, block_ids, n, n_blocks));
   const size_t bytes = layout.block_bytes();
   parallel_for(ctx.pool, n, [&](int64_t begin, int64_t end) {
@@ -95,13 +82,8 @@ Status kv_gather_blocks(const CpuContext& ctx, const KvLayout& layout, const voi
 Status kv_scatter_blocks(const CpuContext& ctx, const KvLayout& layout, const void* in, const int32_t* block_ids,
                          int64_t n, void* pool, int64_t n_blocks) {
   constexpr const char* kOp = "kv_scatter_blocks";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_scatter_blocks_args(kOp, layout, in, block_ids, n, pool, n_blocks));
   if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, in, "in", n * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, block_ids, "block_ids", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
   HOTSWAP_RETURN_IF_ERROR(check_block_ids(kOp, block_ids, n, n_blocks));
   // Two packed blocks aimed at one block id would race between threads and lose one of them.
   std::vector<int32_t> sorted(block_ids, block_ids + n);
@@ -120,22 +102,9 @@ Status kv_scatter_blocks(const CpuContext& ctx, const KvLayout& layout, const vo
 
 Status kv_convert(const CpuContext& ctx, const KvLayout& src_layout, const void* src, const KvLayout& dst_layout,
                   void* dst, int64_t tokens) {
-  constexpr const char* kOp = "kv_convert";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, src_layout, "src_layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, dst_layout, "dst_layout"));
-  if (src_layout.n_layers != dst_layout.n_layers || src_layout.n_kv_heads != dst_layout.n_kv_heads ||
-      src_layout.head_dim != dst_layout.head_dim) {
-    return detail::invalid(kOp, "layouts disagree on the model: src (n_layers=", src_layout.n_layers,
-                           ", n_kv_heads=", src_layout.n_kv_heads, ", head_dim=", src_layout.head_dim,
-                           ") vs dst (n_layers=", dst_layout.n_layers, ", n_kv_heads=", dst_layout.n_kv_heads,
-                           ", head_dim=", dst_layout.head_dim, ")");
-  }
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_convert_args("kv_convert", src_layout, src, dst_layout, dst, tokens));
   if (tokens == 0) return Status::ok_status();
-  const int64_t src_blocks = ceil_div(tokens, src_layout.block_size);
-  const int64_t dst_blocks = ceil_div(tokens, dst_layout.block_size);
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, src, "src", src_blocks * src_layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, dst, "dst", dst_blocks * dst_layout.block_elems()));
+  const int64_t dst_blocks = dst_layout.blocks_for(tokens);
 
   const int head_dim = dst_layout.head_dim;
   const bool same_dtype = src_layout.dtype == dst_layout.dtype;

@@ -17,10 +17,10 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/check.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/row_convert.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -123,9 +123,9 @@ HOTSWAP_AVX2 void tile_avx2(const MatmulArgs& a, const float* x, float* y, int64
     // prefetcher alone leaves decode well short of the read bandwidth.
     if ((i * static_cast<int64_t>(sizeof(Elem<T>))) % 64 == 0) {
       for (int k = 0; k < OW; ++k)
-        _mm_prefetch(static_cast<const char*>(w) + ((o + k) * in + i) * static_cast<int64_t>(sizeof(Elem<T>)) +
-                         kPrefetchBytes,
-                     _MM_HINT_T0);
+        _mm_prefetch(
+            static_cast<const char*>(w) + ((o + k) * in + i) * static_cast<int64_t>(sizeof(Elem<T>)) + kPrefetchBytes,
+            _MM_HINT_T0);
     }
     __m256 wv[OW];
     for (int k = 0; k < OW; ++k) wv[k] = load8<T>(w, (o + k) * in + i);
@@ -217,18 +217,8 @@ RangeFn pick_range_fn(DType wt) {
 
 Status matmul(const CpuContext& ctx, const float* x, int64_t rows, int64_t in, const void* w, DType wt, int64_t out,
               const void* bias, float* y) {
-  constexpr const char* kOp = "matmul";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_dtype(kOp, wt, "w"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, in, "in"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, out, "out"));
+  HOTSWAP_RETURN_IF_ERROR(check_matmul_args("matmul", x, rows, in, w, wt, out, y));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, x, "x", rows * in));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, w, "w", out * in));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, y, "y", rows * out));
-  if (y < x + rows * in && x < y + rows * out) {
-    return detail::invalid(kOp, "y overlaps x (rows=", rows, ", in=", in, ", out=", out, ")");
-  }
 
   const MatmulArgs args{x, rows, in, w, wt, out, bias, y};
   const RangeFn fn = pick_range_fn(wt);

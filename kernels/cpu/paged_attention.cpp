@@ -13,9 +13,10 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/check.h"
+#include "kernels/check.h"
 #include "kernels/cpu/row_convert.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
@@ -45,29 +46,14 @@ Status paged_attention(const CpuContext& ctx, const KvLayout& layout, const void
                        const float* q, float* out, int64_t tokens, int n_heads, const int32_t* token_seq,
                        const int32_t* token_pos, const int32_t* block_tables, int64_t block_table_stride, float scale) {
   constexpr const char* kOp = "paged_attention";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_heads, "n_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, block_table_stride, "block_table_stride"));
-  if (layer < 0 || layer >= layout.n_layers) {
-    return detail::invalid(kOp, "layer = ", layer, " is outside [0, ", layout.n_layers, ")");
-  }
-  if (n_heads % layout.n_kv_heads != 0) {
-    return detail::invalid(kOp, "n_heads = ", n_heads, " is not a multiple of n_kv_heads = ", layout.n_kv_heads);
-  }
+  HOTSWAP_RETURN_IF_ERROR(check_paged_attention_args(kOp, layout, pool, n_blocks, layer, q, out, tokens, n_heads,
+                                                     token_seq, token_pos, block_tables, block_table_stride));
   if (tokens == 0) return Status::ok_status();
-  const int head_dim = layout.head_dim;
-  const int64_t q_elems = tokens * n_heads * head_dim;
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, q, "q", q_elems));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", q_elems));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, token_seq, "token_seq", tokens));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, token_pos, "token_pos", tokens));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, block_tables, "block_tables", block_table_stride));
-  if (out < q + q_elems && q < out + q_elems) return detail::invalid(kOp, "out overlaps q");
 
+  const int head_dim = layout.head_dim;
   const int bs = layout.block_size;
+  // token_seq, token_pos and the used block table entries are host memory here, so they are
+  // checked before any work (the CUDA twin checks them in its kernel).
   int64_t max_pos = 0;
   for (int64_t t = 0; t < tokens; ++t) {
     if (token_seq[t] < 0) return detail::invalid(kOp, "token_seq[", t, "] = ", token_seq[t], " is negative");

@@ -5,24 +5,17 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/check.h"
 #include "kernels/cpu/row_convert.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
 
 Status rms_norm(const CpuContext& ctx, const float* x, const void* w, DType wt, float* y, int64_t rows, int64_t dim,
                 float eps) {
-  constexpr const char* kOp = "rms_norm";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_dtype(kOp, wt, "w"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, dim, "dim"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  if (!(eps >= 0.0f)) return detail::invalid(kOp, "eps must be >= 0, got ", eps);
+  HOTSWAP_RETURN_IF_ERROR(check_rms_norm_args("rms_norm", x, w, wt, y, rows, dim, eps));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, x, "x", rows * dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, w, "w", dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, y, "y", rows * dim));
 
   std::vector<float> wf(static_cast<size_t>(dim));
   detail::load_row_f32(w, wt, 0, dim, wf.data());

@@ -6,8 +6,9 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/cpu/check.h"
+#include "kernels/check.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
@@ -32,16 +33,10 @@ void rotate_heads(float* base, int n_heads, int head_dim, const float* cos_v, co
 Status rope(const CpuContext& ctx, float* q, float* k, const int32_t* positions, int64_t tokens, int n_heads,
             int n_kv_heads, int head_dim, float theta) {
   constexpr const char* kOp = "rope";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_heads, "n_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_kv_heads, "n_kv_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, head_dim, "head_dim"));
-  if (head_dim % 2 != 0) return detail::invalid(kOp, "head_dim must be even, got ", head_dim);
-  if (!(theta > 0.0f)) return detail::invalid(kOp, "theta must be > 0, got ", theta);
+  HOTSWAP_RETURN_IF_ERROR(check_rope_args(kOp, q, k, positions, tokens, n_heads, n_kv_heads, head_dim, theta));
   if (tokens == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, q, "q", tokens * n_heads * head_dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, k, "k", tokens * n_kv_heads * head_dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, positions, "positions", tokens));
+  // positions are host memory here, so they are checked before any rotation (the CUDA twin
+  // checks them in its kernel).
   for (int64_t t = 0; t < tokens; ++t) {
     if (positions[t] < 0) return detail::invalid(kOp, "positions[", t, "] = ", positions[t], " is negative");
   }

@@ -3,18 +3,14 @@
 // argmax: one pass per row.
 #include <cmath>
 
-#include "kernels/cpu/check.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
 
 Status softmax(const CpuContext& ctx, const float* logits, float* probs, int64_t rows, int64_t vocab) {
-  constexpr const char* kOp = "softmax";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, vocab, "vocab"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, logits, "logits", rows * vocab));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, probs, "probs", rows * vocab));
+  HOTSWAP_RETURN_IF_ERROR(check_softmax_args("softmax", logits, probs, rows, vocab));
   parallel_for(ctx.pool, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* in = logits + r * vocab;
@@ -35,12 +31,7 @@ Status softmax(const CpuContext& ctx, const float* logits, float* probs, int64_t
 }
 
 Status argmax(const CpuContext& ctx, const float* logits, int64_t rows, int64_t vocab, int32_t* out) {
-  constexpr const char* kOp = "argmax";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, vocab, "vocab"));
-  if (vocab > INT32_MAX) return detail::invalid(kOp, "vocab = ", vocab, " does not fit the int32 output");
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, logits, "logits", rows * vocab));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", rows));
+  HOTSWAP_RETURN_IF_ERROR(check_argmax_args("argmax", logits, rows, vocab, out));
   parallel_for(ctx.pool, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* in = logits + r * vocab;

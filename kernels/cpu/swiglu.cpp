@@ -3,18 +3,14 @@
 // read before it is written.
 #include <cmath>
 
-#include "kernels/cpu/check.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/op_checks.h"
 #include "kernels/ops.h"
 
 namespace hotswap::kernels {
 
 Status swiglu(const CpuContext& ctx, const float* gate, const float* up, float* out, int64_t n) {
-  constexpr const char* kOp = "swiglu";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, gate, "gate", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, up, "up", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", n));
+  HOTSWAP_RETURN_IF_ERROR(check_swiglu_args("swiglu", gate, up, out, n));
   parallel_for(
       ctx.pool, n,
       [&](int64_t begin, int64_t end) {

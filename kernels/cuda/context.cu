@@ -4,7 +4,6 @@
 
 #include <string>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"

@@ -11,12 +11,20 @@
 #include <type_traits>
 
 #include "common/status.h"
+#include "kernels/check.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/dtype.h"
 #include "kernels/kv_layout.h"
 
 namespace hotswap::kernels::cuda::detail {
+
+// The argument-check helpers shared with the CPU kernels (kernels/check.h), for the checks only
+// a launch wrapper makes (grid limits, aliasing its kernel cannot tolerate).
+using kernels::detail::check_grid;
+using kernels::detail::invalid;
+using kernels::detail::overlaps;
+using kernels::detail::str_cat;
 
 inline cudaStream_t stream_of(const CudaContext& ctx) {
   return static_cast<cudaStream_t>(ctx.stream);

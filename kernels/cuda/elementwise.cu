@@ -9,9 +9,9 @@
 
 #include <algorithm>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -62,21 +62,14 @@ Status launch_binary(const CudaContext& ctx, const float* a, const float* b, flo
 }  // namespace
 
 Status add(const CudaContext& ctx, float* y, const float* x, int64_t n) {
-  constexpr const char* kOp = "add";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
+  HOTSWAP_RETURN_IF_ERROR(check_add_args("add", y, x, n));
   if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, y, "y", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, x, "x", n));
   return launch_binary<AddOp>(ctx, y, x, y, n, "add kernel launch");
 }
 
 Status swiglu(const CudaContext& ctx, const float* gate, const float* up, float* out, int64_t n) {
-  constexpr const char* kOp = "swiglu";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
+  HOTSWAP_RETURN_IF_ERROR(check_swiglu_args("swiglu", gate, up, out, n));
   if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, gate, "gate", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, up, "up", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", n));
   return launch_binary<SwigluOp>(ctx, gate, up, out, n, "swiglu kernel launch");
 }
 

@@ -5,9 +5,9 @@
 // f32 written, n ids read. An id outside [0, vocab) writes a NaN row and raises kEmbeddingIds.
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -33,14 +33,9 @@ __global__ void __launch_bounds__(kThreads)
 Status embedding(const CudaContext& ctx, const void* table, DType t, int64_t vocab, int64_t dim, const int32_t* ids,
                  int64_t n, float* out) {
   constexpr const char* kOp = "embedding";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_dtype(kOp, t, "table"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, vocab, "vocab"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, dim, "dim"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n, "n"));
+  HOTSWAP_RETURN_IF_ERROR(check_embedding_args(kOp, table, t, vocab, dim, ids, n, out));
   if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, table, "table", vocab * dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, ids, "ids", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", n * dim));
+  // ids are device memory: the kernel checks them (kEmbeddingIds) rather than copy them here.
   HOTSWAP_RETURN_IF_ERROR(detail::check_grid(kOp, n, INT32_MAX, "n tokens"));
   constexpr int kThreads = 256;
   return detail::with_dtype(t, [&](auto tag) {

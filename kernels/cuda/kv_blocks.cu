@@ -18,9 +18,9 @@
 
 #include <algorithm>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -111,15 +111,11 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-Status check_block_args(const char* op, const KvLayout& layout, int64_t n_blocks, int64_t n, const void* pool,
-                        const int32_t* block_ids, const void* packed, const char* packed_name) {
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(op, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(op, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(op, n, "n"));
-  if (n == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(op, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(op, block_ids, "block_ids", n));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(op, packed, packed_name, n * layout.block_elems()));
+// After the shared argument check, for n > 0 blocks: the copy kernel reads and writes through
+// __restrict__ pointers, so the packed buffer must not overlap the pool, and n must fit the
+// grid. The block ids are device memory: the kernel checks them rather than copy them here.
+Status check_copy_launch(const char* op, const KvLayout& layout, const void* pool, int64_t n_blocks, int64_t n,
+                         const void* packed, const char* packed_name) {
   const auto bytes = static_cast<int64_t>(layout.block_bytes());
   if (n_blocks > 0 && detail::overlaps(pool, n_blocks * bytes, packed, n * bytes)) {
     return detail::invalid(op, packed_name, " overlaps pool");
@@ -132,8 +128,9 @@ Status check_block_args(const char* op, const KvLayout& layout, int64_t n_blocks
 Status kv_gather_blocks(const CudaContext& ctx, const KvLayout& layout, const void* pool, int64_t n_blocks,
                         const int32_t* block_ids, int64_t n, void* out) {
   constexpr const char* kOp = "kv_gather_blocks";
-  HOTSWAP_RETURN_IF_ERROR(check_block_args(kOp, layout, n_blocks, n, pool, block_ids, out, "out"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_gather_blocks_args(kOp, layout, pool, n_blocks, block_ids, n, out));
   if (n == 0) return Status::ok_status();
+  HOTSWAP_RETURN_IF_ERROR(check_copy_launch(kOp, layout, pool, n_blocks, n, out, "out"));
   return copy_blocks<false>(ctx, pool, out, block_ids, n, n_blocks, layout.block_bytes(),
                             "kv_gather_blocks kernel launch");
 }
@@ -141,8 +138,9 @@ Status kv_gather_blocks(const CudaContext& ctx, const KvLayout& layout, const vo
 Status kv_scatter_blocks(const CudaContext& ctx, const KvLayout& layout, const void* in, const int32_t* block_ids,
                          int64_t n, void* pool, int64_t n_blocks) {
   constexpr const char* kOp = "kv_scatter_blocks";
-  HOTSWAP_RETURN_IF_ERROR(check_block_args(kOp, layout, n_blocks, n, pool, block_ids, in, "in"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_scatter_blocks_args(kOp, layout, in, block_ids, n, pool, n_blocks));
   if (n == 0) return Status::ok_status();
+  HOTSWAP_RETURN_IF_ERROR(check_copy_launch(kOp, layout, pool, n_blocks, n, in, "in"));
   return copy_blocks<true>(ctx, in, pool, block_ids, n, n_blocks, layout.block_bytes(),
                            "kv_scatter_blocks kernel launch");
 }
@@ -150,21 +148,11 @@ Status kv_scatter_blocks(const CudaContext& ctx, const KvLayout& layout, const v
 Status kv_convert(const CudaContext& ctx, const KvLayout& src_layout, const void* src, const KvLayout& dst_layout,
                   void* dst, int64_t tokens) {
   constexpr const char* kOp = "kv_convert";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, src_layout, "src_layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, dst_layout, "dst_layout"));
-  if (src_layout.n_layers != dst_layout.n_layers || src_layout.n_kv_heads != dst_layout.n_kv_heads ||
-      src_layout.head_dim != dst_layout.head_dim) {
-    return detail::invalid(kOp, "layouts disagree on the model: src (n_layers=", src_layout.n_layers,
-                           ", n_kv_heads=", src_layout.n_kv_heads, ", head_dim=", src_layout.head_dim,
-                           ") vs dst (n_layers=", dst_layout.n_layers, ", n_kv_heads=", dst_layout.n_kv_heads,
-                           ", head_dim=", dst_layout.head_dim, ")");
-  }
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
+  HOTSWAP_RETURN_IF_ERROR(check_kv_convert_args(kOp, src_layout, src, dst_layout, dst, tokens));
   if (tokens == 0) return Status::ok_status();
-  const int64_t src_blocks = detail::ceil_div(tokens, src_layout.block_size);
-  const int64_t dst_blocks = detail::ceil_div(tokens, dst_layout.block_size);
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, src, "src", src_blocks * src_layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, dst, "dst", dst_blocks * dst_layout.block_elems()));
+  const int64_t src_blocks = src_layout.blocks_for(tokens);
+  const int64_t dst_blocks = dst_layout.blocks_for(tokens);
+  // The kernel reads src and writes dst through __restrict__ pointers.
   if (detail::overlaps(src, src_blocks * static_cast<int64_t>(src_layout.block_bytes()), dst,
                        dst_blocks * static_cast<int64_t>(dst_layout.block_bytes()))) {
     return detail::invalid(kOp, "dst overlaps src");

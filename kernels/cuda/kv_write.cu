@@ -6,9 +6,9 @@
 // outside the pool is skipped and raises kKvWriteSlots.
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -41,18 +41,10 @@ __global__ void __launch_bounds__(kThreads)
 Status kv_write(const CudaContext& ctx, const KvLayout& layout, void* pool, int64_t n_blocks, int layer, const float* k,
                 const float* v, const int64_t* slots, int64_t tokens) {
   constexpr const char* kOp = "kv_write";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  if (layer < 0 || layer >= layout.n_layers) {
-    return detail::invalid(kOp, "layer = ", layer, " is outside [0, ", layout.n_layers, ")");
-  }
+  HOTSWAP_RETURN_IF_ERROR(check_kv_write_args(kOp, layout, pool, n_blocks, layer, k, v, slots, tokens));
   if (tokens == 0) return Status::ok_status();
+  // slots are device memory: the kernel checks them (kKvWriteSlots) rather than copy them here.
   const int64_t row = int64_t{layout.n_kv_heads} * layout.head_dim;
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, k, "k", tokens * row));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, v, "v", tokens * row));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, slots, "slots", tokens));
   HOTSWAP_RETURN_IF_ERROR(detail::check_grid(kOp, tokens, INT32_MAX, "tokens"));
   if (row > INT32_MAX) return detail::invalid(kOp, "n_kv_heads * head_dim = ", row, " overflows int");
   constexpr int kThreads = 128;

@@ -27,9 +27,9 @@
 
 #include <algorithm>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -237,17 +237,8 @@ constexpr int kTiledThreads = (kTileM / kThreadM) * (kTileN / kThreadN);
 Status matmul(const CudaContext& ctx, const float* x, int64_t rows, int64_t in, const void* w, DType wt, int64_t out,
               const void* bias, float* y) {
   constexpr const char* kOp = "matmul";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_dtype(kOp, wt, "w"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, in, "in"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, out, "out"));
+  HOTSWAP_RETURN_IF_ERROR(check_matmul_args(kOp, x, rows, in, w, wt, out, y));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, x, "x", rows * in));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, w, "w", out * in));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, y, "y", rows * out));
-  if (detail::overlaps(x, rows * in * 4, y, rows * out * 4)) {
-    return detail::invalid(kOp, "y overlaps x (rows=", rows, ", in=", in, ", out=", out, ")");
-  }
   const cudaStream_t stream = detail::stream_of(ctx);
 
   const GemvShape gs = gemv_shape(in);

@@ -9,7 +9,8 @@
 // What is checked where:
 //   - The launch wrapper checks everything the host can see without touching device memory:
 //     sizes, dtypes, layouts, null pointers, forbidden aliasing. A bad one returns
-//     invalid_argument naming the op and the parameter, as the CPU twin does.
+//     invalid_argument naming the op and the parameter, with the CPU twin's words (both call
+//     the same check in kernels/op_checks.h).
 //   - Values inside device arrays (ids, positions, slots, token_seq/token_pos, block tables,
 //     block ids) cannot be read by the host without a copy and a stream sync on every call, so
 //     the kernels check them: a bad entry never causes an out-of-bounds access; its f32 output

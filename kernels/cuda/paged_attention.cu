@@ -16,9 +16,9 @@
 
 #include <cmath>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -121,31 +121,16 @@ Status paged_attention(const CudaContext& ctx, const KvLayout& layout, const voi
                        const float* q, float* out, int64_t tokens, int n_heads, const int32_t* token_seq,
                        const int32_t* token_pos, const int32_t* block_tables, int64_t block_table_stride, float scale) {
   constexpr const char* kOp = "paged_attention";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_layout(kOp, layout, "layout"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, n_blocks, "n_blocks"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_heads, "n_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, block_table_stride, "block_table_stride"));
-  if (layer < 0 || layer >= layout.n_layers) {
-    return detail::invalid(kOp, "layer = ", layer, " is outside [0, ", layout.n_layers, ")");
-  }
-  if (n_heads % layout.n_kv_heads != 0) {
-    return detail::invalid(kOp, "n_heads = ", n_heads, " is not a multiple of n_kv_heads = ", layout.n_kv_heads);
-  }
+  HOTSWAP_RETURN_IF_ERROR(check_paged_attention_args(kOp, layout, pool, n_blocks, layer, q, out, tokens, n_heads,
+                                                     token_seq, token_pos, block_tables, block_table_stride));
   if (layout.head_dim > kMaxHeadDim) {
     return unimplemented(
         detail::str_cat(kOp, ": head_dim = ", layout.head_dim, " is larger than the CUDA kernel's ", kMaxHeadDim));
   }
   if (tokens == 0) return Status::ok_status();
+  // token_seq, token_pos and block_tables are device memory: the kernel checks them
+  // (kAttentionTokens, kAttentionBlockTable) rather than copy them here.
   const int head_dim = layout.head_dim;
-  const int64_t q_elems = tokens * n_heads * head_dim;
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, pool, "pool", n_blocks * layout.block_elems()));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, q, "q", q_elems));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", q_elems));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, token_seq, "token_seq", tokens));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, token_pos, "token_pos", tokens));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, block_tables, "block_tables", block_table_stride));
-  if (detail::overlaps(out, q_elems * 4, q, q_elems * 4)) return detail::invalid(kOp, "out overlaps q");
   HOTSWAP_RETURN_IF_ERROR(detail::check_grid(kOp, tokens * n_heads, INT32_MAX, "tokens * n_heads"));
 
   constexpr int kThreads = 128;

@@ -8,9 +8,9 @@
 // each element is read and written by the same thread, after the reduction's barriers.
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -35,14 +35,9 @@ __global__ void __launch_bounds__(kThreads)
 Status rms_norm(const CudaContext& ctx, const float* x, const void* w, DType wt, float* y, int64_t rows, int64_t dim,
                 float eps) {
   constexpr const char* kOp = "rms_norm";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_dtype(kOp, wt, "w"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, dim, "dim"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
-  if (!(eps >= 0.0f)) return detail::invalid(kOp, "eps must be >= 0, got ", eps);
+  HOTSWAP_RETURN_IF_ERROR(check_rms_norm_args(kOp, x, w, wt, y, rows, dim, eps));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, x, "x", rows * dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, w, "w", dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, y, "y", rows * dim));
+  // Rows run in separate thread blocks, so y overlapping another row of x would race.
   if (x != y && detail::overlaps(x, rows * dim * 4, y, rows * dim * 4)) {
     return detail::invalid(kOp, "y partially overlaps x (it may alias x exactly, or not overlap at all)");
   }

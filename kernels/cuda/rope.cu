@@ -12,9 +12,9 @@
 
 #include <cmath>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -68,20 +68,14 @@ __global__ void __launch_bounds__(kThreads)
 Status rope(const CudaContext& ctx, float* q, float* k, const int32_t* positions, int64_t tokens, int n_heads,
             int n_kv_heads, int head_dim, float theta) {
   constexpr const char* kOp = "rope";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, tokens, "tokens"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_heads, "n_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, n_kv_heads, "n_kv_heads"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, head_dim, "head_dim"));
-  if (head_dim % 2 != 0) return detail::invalid(kOp, "head_dim must be even, got ", head_dim);
+  HOTSWAP_RETURN_IF_ERROR(check_rope_args(kOp, q, k, positions, tokens, n_heads, n_kv_heads, head_dim, theta));
   if (head_dim > kMaxHeadDim) {
     return unimplemented(
         detail::str_cat(kOp, ": head_dim = ", head_dim, " is larger than the CUDA kernel's ", kMaxHeadDim));
   }
-  if (!(theta > 0.0f)) return detail::invalid(kOp, "theta must be > 0, got ", theta);
   if (tokens == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, q, "q", tokens * n_heads * head_dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, k, "k", tokens * n_kv_heads * head_dim));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, positions, "positions", tokens));
+  // The kernel reads q and k through __restrict__ pointers. positions are device memory: the
+  // kernel checks them (kRopePositions) rather than copy them here.
   if (detail::overlaps(q, tokens * n_heads * head_dim * 4, k, tokens * n_kv_heads * head_dim * 4)) {
     return detail::invalid(kOp, "q and k overlap");
   }

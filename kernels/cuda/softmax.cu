@@ -14,9 +14,9 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/arg_check.h"
 #include "kernels/cuda/device_util.cuh"
 #include "kernels/cuda/ops_cuda.h"
+#include "kernels/op_checks.h"
 
 namespace hotswap::kernels::cuda {
 namespace {
@@ -95,11 +95,9 @@ __global__ void __launch_bounds__(kThreads)
 
 Status softmax(const CudaContext& ctx, const float* logits, float* probs, int64_t rows, int64_t vocab) {
   constexpr const char* kOp = "softmax";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, vocab, "vocab"));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
+  HOTSWAP_RETURN_IF_ERROR(check_softmax_args(kOp, logits, probs, rows, vocab));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, logits, "logits", rows * vocab));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, probs, "probs", rows * vocab));
+  // Rows run in separate thread blocks, so probs overlapping another row of logits would race.
   if (logits != probs && detail::overlaps(logits, rows * vocab * 4, probs, rows * vocab * 4)) {
     return detail::invalid(kOp, "probs partially overlaps logits (it may alias logits exactly, or not overlap)");
   }
@@ -110,12 +108,8 @@ Status softmax(const CudaContext& ctx, const float* logits, float* probs, int64_
 
 Status argmax(const CudaContext& ctx, const float* logits, int64_t rows, int64_t vocab, int32_t* out) {
   constexpr const char* kOp = "argmax";
-  HOTSWAP_RETURN_IF_ERROR(detail::check_positive(kOp, vocab, "vocab"));
-  if (vocab > INT32_MAX) return detail::invalid(kOp, "vocab = ", vocab, " does not fit the int32 output");
-  HOTSWAP_RETURN_IF_ERROR(detail::check_non_negative(kOp, rows, "rows"));
+  HOTSWAP_RETURN_IF_ERROR(check_argmax_args(kOp, logits, rows, vocab, out));
   if (rows == 0) return Status::ok_status();
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, logits, "logits", rows * vocab));
-  HOTSWAP_RETURN_IF_ERROR(detail::check_ptr(kOp, out, "out", rows));
   HOTSWAP_RETURN_IF_ERROR(detail::check_grid(kOp, rows, INT32_MAX, "rows"));
   argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, detail::stream_of(ctx)>>>(logits, vocab, out);
   return detail::launch_status("argmax kernel launch");

@@ -1,8 +1,8 @@
-// Host-side argument checks for the CUDA launch wrappers: each op validates its scalar
-// arguments and pointers before launching and returns an invalid_argument Status whose message
-// names the op, the parameter and the values ("matmul: w is null but 32 elements are needed"),
-// with the same wording as the CPU twins. Values inside device arrays are checked on the
-// device instead (see IndexError in device_util.cuh).
+// The building blocks of the kernels' argument checks, shared by the CPU kernels and the CUDA
+// launch wrappers: each returns an invalid_argument Status (check_grid: unimplemented) whose
+// message names the op, the parameter and the values ("matmul: w is null but 32 elements are
+// needed"), so a caller's shape bug reads as a message instead of a crash. The per-op checks built from them are in
+// kernels/op_checks.h. Standard library only.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +13,7 @@
 #include "common/status.h"
 #include "kernels/kv_layout.h"
 
-namespace hotswap::kernels::cuda::detail {
+namespace hotswap::kernels::detail {
 
 template <typename... Args>
 std::string str_cat(Args&&... args) {
@@ -76,4 +76,4 @@ inline Status check_grid(const char* op, int64_t blocks, int64_t limit, const ch
   return Status::ok_status();
 }
 
-}  // namespace hotswap::kernels::cuda::detail
+}  // namespace hotswap::kernels::detail
