@@ -1,7 +1,9 @@
-// ThreadPool: a generation counter publishes each call; each worker runs its range and
-// decrements pending_; the caller runs the last range itself and then waits for pending_ to
-// reach zero. Both sides spin briefly before sleeping (see the header); sleeping and waking go
-// through mu_ so that no wake-up is lost.
+// ThreadPool: each call gets a generation number; the caller publishes the call, sets claim_ to
+// (generation, 0) and bumps generation_; workers wake (or see it while spinning) and claim
+// chunks with a compare-and-swap that succeeds only while claim_ still carries their
+// generation, so a late worker can never take a chunk of a later call. Both sides spin
+// briefly before sleeping (see the header); sleeping and waking go through mu_ so that no
+// wake-up is lost.
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
@@ -16,6 +18,9 @@ namespace {
 
 // About a millisecond of spinning on current x86 cores before a thread sleeps.
 constexpr int kSpinIterations = 1 << 14;
+// Chunks per thread: enough that a preempted thread's share is taken over, few enough that
+// claiming costs nothing next to the work.
+constexpr int64_t kChunksPerThread = 4;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -29,11 +34,10 @@ inline void cpu_relax() {
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  ranges_.resize(static_cast<size_t>(n_threads));
   // Spinning pays only when every thread has a core of its own; an oversubscribed pool sleeps.
   spin_iterations_ = n_threads <= static_cast<int>(std::thread::hardware_concurrency()) ? kSpinIterations : 0;
   workers_.reserve(static_cast<size_t>(n_threads - 1));
-  for (int i = 0; i < n_threads - 1; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 0; i < n_threads - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -45,8 +49,43 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+std::pair<int64_t, int64_t> ThreadPool::chunking(int64_t n, int64_t min_grain) const {
+  const int64_t grain = std::max<int64_t>(1, min_grain);
+  const int64_t max_chunks = std::max<int64_t>(1, n / grain);
+  const int64_t chunks = std::min<int64_t>(max_chunks, size() > 1 ? size() * kChunksPerThread : 1);
+  const int64_t chunk = (n + chunks - 1) / chunks;
+  return {(n + chunk - 1) / chunk, chunk};
+}
+
+void ThreadPool::run_chunks(uint32_t generation, std::exception_ptr* error) {
+  for (;;) {
+    uint64_t c = claim_.load(std::memory_order_acquire);
+    uint64_t index;
+    do {
+      if (static_cast<uint32_t>(c >> 32) != generation) return;
+      index = c & 0xffffffffu;
+      if (static_cast<int64_t>(index) >= chunks_.load(std::memory_order_relaxed)) return;
+    } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire));
+    const int64_t begin = static_cast<int64_t>(index) * chunk_;
+    const int64_t end = std::min(n_, begin + chunk_);
+    if (error == nullptr) {
+      (*fn_)(begin, end);
+    } else {
+      try {
+        (*fn_)(begin, end);
+      } catch (...) {
+        if (!*error) *error = std::current_exception();
+      }
+    }
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lk(mu_);
+      done_cv_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = 0;
   for (;;) {
     bool ready = false;
     for (int i = 0; i < spin_iterations_; ++i) {
@@ -58,82 +97,61 @@ void ThreadPool::worker_loop(int index) {
     }
     if (!ready) {
       // No timeout: a worker has nothing to do until the next call or the destructor, both of
-      // which bump state under mu_ and notify; the predicate covers spurious wake-ups.
+      // which change state under mu_ and notify; the predicate covers spurious wake-ups.
       std::unique_lock<std::mutex> lk(mu_);
       work_cv_.wait(lk, [&] { return stop_.load() || generation_.load() != seen; });
     }
     if (stop_.load()) return;
     seen = generation_.load(std::memory_order_acquire);
-    const auto [begin, end] = ranges_[static_cast<size_t>(index)];
-    const auto* fn = fn_;
-    if (begin < end) {
-      // An exception must not cross the thread boundary, and the kernels report errors as
-      // Status before they get here, so a throw is a broken invariant.
-      try {
-        (*fn)(begin, end);
-      } catch (...) {
-        std::terminate();
-      }
-    }
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lk(mu_);
-      done_cv_.notify_one();
+    // An exception must not cross the thread boundary, and the kernels report errors as Status
+    // before they get here, so a throw is a broken invariant.
+    try {
+      run_chunks(seen, nullptr);
+    } catch (...) {
+      std::terminate();
     }
   }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_grain) {
   if (n <= 0) return;
-  const int64_t grain = std::max<int64_t>(1, min_grain);
-  const int64_t parts = std::min<int64_t>(size(), std::max<int64_t>(1, n / grain));
-  if (parts <= 1) {
+  const auto [chunks, chunk] = chunking(n, min_grain);
+  if (chunks <= 1) {
     fn(0, n);
     return;
   }
 
   std::lock_guard<std::mutex> call_lk(call_mu_);
-  // Even split: the first n % parts ranges get one extra element. Workers past `parts` get an
-  // empty range; the caller always takes the last non-empty one.
-  const int64_t base = n / parts;
-  const int64_t extra = n % parts;
-  std::pair<int64_t, int64_t> caller_range;
-  int64_t begin = 0;
-  for (int64_t p = 0; p < parts; ++p) {
-    const int64_t end = begin + base + (p < extra ? 1 : 0);
-    if (p == parts - 1) {
-      caller_range = {begin, end};
-    } else {
-      ranges_[static_cast<size_t>(p)] = {begin, end};
-    }
-    begin = end;
-  }
-  for (size_t w = static_cast<size_t>(parts - 1); w < workers_.size(); ++w) ranges_[w] = {0, 0};
+  const uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
   fn_ = &fn;
-  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  n_ = n;
+  chunk_ = chunk;
+  chunks_.store(chunks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  claim_.store(uint64_t{generation} << 32, std::memory_order_release);
   {
     // Under mu_, so a worker between its predicate check and its sleep cannot miss the bump.
     std::lock_guard<std::mutex> lk(mu_);
-    generation_.fetch_add(1, std::memory_order_release);
+    generation_.store(generation, std::memory_order_release);
   }
   work_cv_.notify_all();
 
+  // Workers may still run chunks with &fn after one of ours throws: every chunk finishes
+  // before the exception leaves.
   std::exception_ptr caller_error;
-  try {
-    fn(caller_range.first, caller_range.second);
-  } catch (...) {
-    // Workers still hold &fn: wait for them before letting the exception unwind the caller.
-    caller_error = std::current_exception();
-  }
+  run_chunks(generation, &caller_error);
   bool done = false;
   for (int i = 0; i < spin_iterations_ && !done; ++i) {
-    done = pending_.load(std::memory_order_acquire) == 0;
+    done = done_.load(std::memory_order_acquire) >= chunks;
     if (!done) cpu_relax();
   }
   if (!done) {
     // No timeout: returning early would leave workers running fn against the caller's buffers.
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    done_cv_.wait(lk, [&] { return done_.load(std::memory_order_acquire) >= chunks; });
   }
+  // Close the call: no worker can claim a chunk of it any more.
+  claim_.store(uint64_t{generation} << 32 | 0xffffffffu, std::memory_order_release);
   fn_ = nullptr;
   if (caller_error) std::rethrow_exception(caller_error);
 }

@@ -7,7 +7,10 @@
 #include <set>
 #include <stdexcept>
 #include <utility>
+#include <thread>
 #include <vector>
+#include <chrono>
+#include <mutex>
 
 namespace hotswap::kernels {
 namespace {
@@ -48,38 +51,50 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
   }
 }
 
-TEST(ThreadPoolTest, SplitDependsOnlyOnNAndSize) {
+TEST(ThreadPoolTest, ChunkBoundariesDependOnlyOnNSizeAndGrain) {
   ThreadPool pool(4);
   for (int64_t n : {4, 10, 37, 1000}) {
     const auto first = record_ranges(pool, n);
     for (int rep = 0; rep < 20; ++rep) ASSERT_EQ(record_ranges(pool, n), first);
-    ASSERT_EQ(first.size(), 4u);
-    // Contiguous, even (sizes differ by at most one).
+    const auto [count, size] = pool.chunking(n, 1);
+    ASSERT_EQ(static_cast<int64_t>(first.size()), count);
+    // Contiguous; every chunk but the last has the chunk size.
     int64_t expect_begin = 0;
-    int64_t min_len = n, max_len = 0;
-    for (const auto& [b, e] : first) {
-      EXPECT_EQ(b, expect_begin);
-      expect_begin = e;
-      min_len = std::min(min_len, e - b);
-      max_len = std::max(max_len, e - b);
+    for (size_t i = 0; i < first.size(); ++i) {
+      EXPECT_EQ(first[i].first, expect_begin);
+      if (i + 1 < first.size()) EXPECT_EQ(first[i].second - first[i].first, size);
+      expect_begin = first[i].second;
     }
     EXPECT_EQ(expect_begin, n);
-    EXPECT_LE(max_len - min_len, 1);
   }
   ThreadPool other(4);
   EXPECT_EQ(record_ranges(other, 37), record_ranges(pool, 37));
 }
 
-TEST(ThreadPoolTest, CallerThreadRunsOneRange) {
+TEST(ThreadPoolTest, SeveralThreadsTakeChunks) {
   ThreadPool pool(3);
   std::mutex mu;
   std::set<std::thread::id> ids;
-  pool.parallel_for(3, [&](int64_t, int64_t) {
-    std::lock_guard<std::mutex> lk(mu);
-    ids.insert(std::this_thread::get_id());
+  pool.parallel_for(12, [&](int64_t, int64_t) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      ids.insert(std::this_thread::get_id());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   });
-  EXPECT_EQ(ids.size(), 3u);
-  EXPECT_EQ(ids.count(std::this_thread::get_id()), 1u);
+  EXPECT_GE(ids.size(), 2u);
+}
+
+TEST(ThreadPoolTest, AStalledThreadsShareIsTakenOver) {
+  // The thread that takes chunk 0 stalls (as if preempted); with fixed per-thread ranges it
+  // would still owe the chunks after it. Here the other thread runs all of them meanwhile.
+  ThreadPool pool(2);
+  std::vector<std::thread::id> ran_on(8);
+  pool.parallel_for(8, [&](int64_t b, int64_t) {
+    ran_on[static_cast<size_t>(b)] = std::this_thread::get_id();
+    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  });
+  for (size_t i = 1; i < ran_on.size(); ++i) EXPECT_NE(ran_on[i], ran_on[0]) << "chunk " << i;
 }
 
 TEST(ThreadPoolTest, RangesAreNotSplitBelowMinGrain) {
@@ -140,17 +155,18 @@ TEST(ThreadPoolTest, FreeFunctionRunsInlineWithoutAPool) {
   EXPECT_EQ(ranges[0], std::make_pair(int64_t{0}, int64_t{5}));
 }
 
-TEST(ThreadPoolTest, ExceptionOnTheCallerWaitsForWorkersThenPropagates) {
+TEST(ThreadPoolTest, ExceptionOnTheCallerWaitsForAllChunksThenPropagates) {
   ThreadPool pool(2);
-  std::atomic<int> done{0};
-  EXPECT_THROW(pool.parallel_for(2,
-                                 [&](int64_t b, int64_t) {
-                                   if (b == 1) throw std::runtime_error("boom");  // the caller's range
-                                   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                                   done.fetch_add(1);
+  const auto caller = std::this_thread::get_id();
+  std::atomic<int> calls{0};
+  EXPECT_THROW(pool.parallel_for(8,
+                                 [&](int64_t, int64_t) {
+                                   calls.fetch_add(1);
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                   if (std::this_thread::get_id() == caller) throw std::runtime_error("boom");
                                  }),
                std::runtime_error);
-  EXPECT_EQ(done.load(), 1);
+  EXPECT_EQ(calls.load(), 8);
   std::atomic<int> after{0};
   pool.parallel_for(2, [&](int64_t b, int64_t e) { after.fetch_add(static_cast<int>(e - b)); });
   EXPECT_EQ(after.load(), 2);
