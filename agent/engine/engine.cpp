@@ -105,6 +105,7 @@ void Engine::release(Sequence* seq) {
 
 void Engine::preempt(Sequence* seq) {
   release(seq);
+  ++seq->kv_epoch;
   waiting_.push_front(seq);
   ++stats_.preemptions_total;
 }
@@ -260,6 +261,91 @@ std::vector<SequenceInfo> Engine::sequences() const {
   for (const Sequence* seq : running_) add(seq, "running");
   for (const Sequence* seq : waiting_) add(seq, "waiting");
   return out;
+}
+
+StatusOr<SequenceSnapshot> Engine::snapshot(const std::string& id) const {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return not_found("no request '" + id + "'");
+  const Sequence& seq = *it->second;
+  SequenceSnapshot s;
+  s.request = seq.request;
+  s.request.prompt.assign(seq.tokens.begin(), seq.tokens.begin() + seq.prompt_len);
+  s.generated.assign(seq.tokens.begin() + seq.prompt_len, seq.tokens.end());
+  s.position = seq.computed;
+  s.kv_epoch = seq.kv_epoch;
+  s.text_bytes = seq.text.bytes();
+  s.text_emitted = static_cast<int64_t>(seq.text.emitted());
+  s.running = std::find(running_.begin(), running_.end(), &seq) != running_.end();
+  return s;
+}
+
+Status Engine::read_kv_blocks(const std::string& id, int64_t first_block, int64_t count, void* out) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return not_found("no request '" + id + "'");
+  const auto& blocks = it->second->blocks;
+  if (first_block < 0 || count < 0 || first_block + count > static_cast<int64_t>(blocks.size()))
+    return invalid_argument("request '" + id + "': blocks [" + std::to_string(first_block) + ", " +
+                            std::to_string(first_block + count) + ") outside its " + std::to_string(blocks.size()) +
+                            " blocks");
+  return executor_->read_kv_blocks(blocks.data() + first_block, count, out);
+}
+
+Status Engine::detach(const std::string& id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return not_found("no request '" + id + "'");
+  release(it->second.get());
+  sequences_.erase(it);
+  return Status();
+}
+
+Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
+  GenerationRequest r = s.request;
+  if (!r.seed) return invalid_argument("migrated request '" + r.id + "' has no resolved seed");
+  r.sampling.seed = *r.seed;
+  HOTSWAP_RETURN_IF_ERROR(validate(r));
+  if (sequences_.count(r.id)) return invalid_argument("request id '" + r.id + "' is already in use");
+  const int32_t vocab = model_->config().vocab_size;
+  for (int32_t t : s.generated)
+    if (t < 0 || t >= vocab)
+      return invalid_argument("migrated request '" + r.id + "': generated token " + std::to_string(t) +
+                              " is outside the vocabulary");
+  const int64_t total = static_cast<int64_t>(r.prompt.size() + s.generated.size());
+  if (total >= max_model_len_)
+    return invalid_argument("migrated request '" + r.id + "' holds " + std::to_string(total) +
+                            " tokens; this engine's context is " + std::to_string(max_model_len_));
+  if (static_cast<int64_t>(s.generated.size()) >= r.stop.max_tokens)
+    return invalid_argument("migrated request '" + r.id + "' has already generated its max_tokens");
+  if (s.text_emitted < 0 || s.text_emitted > static_cast<int64_t>(s.text_bytes.size()))
+    return invalid_argument("migrated request '" + r.id + "': text_emitted is outside its text");
+  auto seq = std::make_unique<Sequence>();
+  seq->tokens = r.prompt;
+  seq->tokens.insert(seq->tokens.end(), s.generated.begin(), s.generated.end());
+  seq->prompt_len = static_cast<int64_t>(r.prompt.size());
+  seq->text = TextStream(r.stop.stop);
+  seq->text.restore(s.text_bytes, static_cast<size_t>(s.text_emitted));
+  seq->kv_epoch = s.kv_epoch;
+  seq->request = std::move(r);
+  // The last token's K/V is computed by the next step, which also samples after it.
+  const int64_t position = kv != nullptr ? std::min(s.position, total - 1) : 0;
+  if (position < 0) return invalid_argument("migrated request '" + seq->request.id + "': negative position");
+  if (position > 0) {
+    const int64_t n = executor_->kv_layout().blocks_for(position);
+    if (n > allocator_->free_count())
+      return resource_exhausted("migrated request '" + seq->request.id + "' needs " + std::to_string(n) +
+                                " KV blocks; " + std::to_string(allocator_->free_count()) + " are free");
+    grow_blocks(seq.get(), position);
+    Status st = executor_->write_kv_blocks(seq->blocks.data(), n, kv);
+    if (!st.ok()) {
+      for (int32_t b : seq->blocks) allocator_->release(b);
+      return st;
+    }
+    seq->computed = position;
+    running_.push_back(seq.get());
+  } else {
+    waiting_.push_front(seq.get());  // it was already admitted once: ahead of new requests
+  }
+  sequences_.emplace(seq->request.id, std::move(seq));
+  return Status();
 }
 
 EngineStats Engine::stats() const {

@@ -74,6 +74,18 @@ struct SequenceInfo {
   std::vector<int32_t> blocks;
 };
 
+// Everything that fixes a sequence's future, for migration: with the same model, the same
+// state gives the same tokens on any engine (sampling depends only on (seed, step)).
+struct SequenceSnapshot {
+  GenerationRequest request;       // as accepted: the seed resolved, in request.seed
+  std::vector<int32_t> generated;  // tokens generated so far
+  int64_t position = 0;            // tokens (prompt + generated) whose K/V the cache holds
+  int64_t kv_epoch = 0;            // bumped whenever the sequence's cache is dropped (preemption)
+  std::string text_bytes;          // the generated text so far (stop strings cut)
+  int64_t text_emitted = 0;        // how much of it the client has been sent
+  bool running = false;            // false: waiting in the queue
+};
+
 struct EngineStats {
   int64_t running = 0, waiting = 0;
   int64_t kv_blocks_total = 0, kv_blocks_used = 0;
@@ -102,6 +114,21 @@ class Engine {
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
   EngineStats stats() const;
   std::vector<SequenceInfo> sequences() const;
+
+  // Migration (driven by agent/migration on the engine thread).
+  StatusOr<SequenceSnapshot> snapshot(const std::string& request_id) const;
+  // Packed KV blocks [first_block, first_block + count) of the sequence's block table, each
+  // kv_layout().block_bytes() long.
+  Status read_kv_blocks(const std::string& request_id, int64_t first_block, int64_t count, void* out);
+  // Takes out a sequence that continues elsewhere: frees its blocks, emits no event.
+  Status detach(const std::string& request_id);
+  // Adds a migrated sequence. With kv (the packed blocks holding positions [0, position) in
+  // kv_layout()), it resumes decoding where it was; without, its prompt and generated tokens
+  // are prefilled again (recompute) and it continues identically. Errors: an id in use, a
+  // state that does not fit this engine (tokens outside the vocabulary, beyond the context),
+  // no free blocks for the KV (kResourceExhausted: nothing changed; recompute can still work).
+  Status import_sequence(const SequenceSnapshot& snapshot, const void* kv);
+  const kernels::KvLayout& kv_layout() const { return executor_->kv_layout(); }
   const Model& model() const { return *model_; }
   int max_model_len() const { return max_model_len_; }
   int max_num_seqs() const { return options_.max_num_seqs; }
@@ -112,6 +139,7 @@ class Engine {
     std::vector<int32_t> tokens;  // prompt then generated
     int64_t prompt_len = 0;
     int64_t computed = 0;         // tokens whose K/V are in the cache
+    int64_t kv_epoch = 0;         // bumped when computed drops back to 0
     std::vector<int32_t> blocks;  // block table
     TextStream text;
     int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }

@@ -136,6 +136,14 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const
 
 CpuExecutor::~CpuExecutor() = default;
 
+Status CpuExecutor::read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) {
+  return kernels::kv_gather_blocks(ctx_, layout_, kv_pool_.get(), kv_blocks_, block_ids, n, out);
+}
+
+Status CpuExecutor::write_kv_blocks(const int32_t* block_ids, int64_t n, const void* in) {
+  return kernels::kv_scatter_blocks(ctx_, layout_, in, block_ids, n, kv_pool_.get(), kv_blocks_);
+}
+
 Status CpuExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) {
   const ModelConfig& c = model_->config();
   const int64_t T = static_cast<int64_t>(b.tokens.size());
