@@ -50,18 +50,49 @@ void EngineService::set_step_observer(std::function<void(const engine::EngineSta
   observer_ = std::move(observer);
 }
 
-StatusOr<ServiceStatus> EngineService::status(std::chrono::milliseconds timeout) {
-  auto promise = std::make_shared<std::promise<ServiceStatus>>();
-  auto future = promise->get_future();
+Status EngineService::run_on_engine(const std::function<Status(engine::Engine&)>& fn,
+                                   std::chrono::milliseconds timeout) {
+  // If the wait times out before fn starts, fn is cancelled and never runs, so it may capture
+  // the caller's locals by reference; once started, it is waited for (it is quick by contract).
+  struct Call {
+    std::mutex mu;
+    bool started = false, cancelled = false;
+    std::promise<Status> done;
+  };
+  auto call = std::make_shared<Call>();
+  auto future = call->done.get_future();
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stop_) return unavailable("the server is shutting down");
-    tasks_.push_back([this, promise] { promise->set_value(snapshot_locked_engine()); });
+    tasks_.push_back([this, call, &fn] {
+      {
+        std::lock_guard<std::mutex> clk(call->mu);
+        if (call->cancelled) return;
+        call->started = true;
+      }
+      call->done.set_value(fn(*engine_));
+    });
   }
   cv_.notify_all();
-  if (future.wait_for(timeout) != std::future_status::ready)
-    return unavailable("the engine did not answer within " + std::to_string(timeout.count()) + " ms");
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    std::lock_guard<std::mutex> clk(call->mu);
+    if (!call->started) {
+      call->cancelled = true;
+      return unavailable("the engine did not answer within " + std::to_string(timeout.count()) + " ms");
+    }
+  }
   return future.get();
+}
+
+StatusOr<ServiceStatus> EngineService::status(std::chrono::milliseconds timeout) {
+  ServiceStatus out;
+  HOTSWAP_RETURN_IF_ERROR(run_on_engine(
+      [&out, this](engine::Engine&) {
+        out = snapshot_locked_engine();
+        return Status();
+      },
+      timeout));
+  return out;
 }
 
 ServiceStatus EngineService::snapshot_locked_engine() {

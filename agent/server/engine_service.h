@@ -68,6 +68,11 @@ class EngineService {
 
   // A consistent snapshot, taken on the engine thread; waits at most `timeout`.
   StatusOr<ServiceStatus> status(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+  // Runs fn on the engine thread between steps (migration reads and changes the engine there)
+  // and waits for it, at most `timeout`. fn must be quick: the batch waits meanwhile.
+  Status run_on_engine(const std::function<Status(engine::Engine&)>& fn,
+                       std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   const engine::Engine& engine() const { return *engine_; }
 
   // Called on the engine thread after every step, with the engine's counters.

@@ -21,7 +21,8 @@ struct TestServer {
   std::unique_ptr<agent::AgentServer> server;
   int port = 0;
 
-  explicit TestServer(engine::EngineOptions eo = {}, int max_queue = 256) {
+  explicit TestServer(engine::EngineOptions eo = {}, int max_queue = 256,
+                      std::chrono::milliseconds heartbeat = std::chrono::milliseconds(100)) {
     auto m = engine::Model::load(engine::testing::tiny_model());
     EXPECT_TRUE(m.ok()) << m.status().to_string();
     model = *m;
@@ -32,7 +33,7 @@ struct TestServer {
     so.model_name = "tiny";
     so.control_token = kControlToken;
     so.max_queue = max_queue;
-    so.heartbeat = std::chrono::milliseconds(100);
+    so.heartbeat = heartbeat;
     // A port picked free may be taken by the time we bind: try a few.
     for (int attempt = 0; attempt < 5 && !server; ++attempt) {
       port = http::pick_free_port().value();
