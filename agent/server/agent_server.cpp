@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "agent/server/engine_service.h"
 #include "agent/server/openai_protocol.h"
 #include "agent/server/server_metrics.h"
+#include "agent/server/sse_stream.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -83,7 +85,8 @@ class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl>
   std::atomic<uint64_t> next_request{0};
   std::string id_prefix;
   std::mutex streams_mu;
-  std::vector<std::weak_ptr<ResponseSink>> streams;
+  // Streams by request id, live or recently finished, for resumption with Last-Event-ID.
+  std::map<std::string, std::shared_ptr<SseStream>> streams;
   std::mutex heartbeat_mu;
   std::condition_variable heartbeat_cv;
   std::thread heartbeat_thread;
@@ -91,6 +94,8 @@ class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl>
   void handle(http_request req);
   void handle_generate(http_request req, Endpoint endpoint, const std::string& body);
   void handle_control(http_request req, const std::string& path);
+  void handle_resume(http_request req, const std::string& request_id);
+  std::shared_ptr<SseStream> new_stream(const std::string& request_id, int64_t next_event_id);
   void reply_error(const http_request& req, const std::string& endpoint, const ApiError& e);
   // Replies and tracks the reply until it has been sent.
   void track_reply(pplx::task<void> reply, std::function<void(bool ok)> done = nullptr);
@@ -101,25 +106,20 @@ class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl>
 class ResponseSink : public RequestSink, public std::enable_shared_from_this<ResponseSink> {
  public:
   ResponseSink(std::weak_ptr<AgentServer::Impl> server, http_request request, Endpoint endpoint, std::string id,
-               std::string model, int64_t prompt_tokens, bool stream, bool include_usage, Clock::time_point arrival)
+               std::string model, int64_t prompt_tokens, bool include_usage, Clock::time_point arrival,
+               std::shared_ptr<SseStream> sse)
       : server_(std::move(server)), request_(std::move(request)), endpoint_(endpoint), id_(std::move(id)),
-        model_(std::move(model)), created_(unix_seconds()), prompt_tokens_(prompt_tokens), stream_(stream),
-        include_usage_(include_usage), arrival_(arrival), last_write_(arrival) {}
+        model_(std::move(model)), created_(unix_seconds()), prompt_tokens_(prompt_tokens),
+        include_usage_(include_usage), arrival_(arrival), sse_(std::move(sse)) {}
 
-  // For a stream: sends the headers with the buffer as the body. Events written before this
-  // wait in the buffer.
+  // For a stream: attaches the client as the stream's consumer. Events appended before this
+  // are replayed to it.
   void start_stream() {
-    http_response response(web::http::status_codes::OK);
-    response.headers().set_content_type("text/event-stream");
-    response.headers().add("Cache-Control", "no-cache");
-    response.headers().add("X-Request-Id", id_);
-    response.set_body(buffer_.create_istream());
-    auto server = server_.lock();
-    if (!server) return;
     std::weak_ptr<ResponseSink> self = shared_from_this();
-    server->track_reply(request_.reply(response), [self](bool ok) {
-      if (auto s = self.lock(); s && !ok) s->client_gone();
+    Status st = sse_->attach(request_, -1, [self] {
+      if (auto s = self.lock()) s->client_gone();
     });
+    if (!st.ok()) log_error("stream " + id_ + ": " + st.to_string());
   }
 
   void on_event(const engine::TokenEvent& ev) override {
@@ -136,31 +136,27 @@ class ResponseSink : public RequestSink, public std::enable_shared_from_this<Res
     }
     text_ += ev.text;
     if (ev.finish == engine::FinishReason::kAbort) {
-      close_stream();
+      if (sse_) sse_->finish();
       return;
     }
     std::string finish = engine::finish_reason_name(ev.finish);
-    if (!stream_) {
+    if (!sse_) {
       if (ev.finish == engine::FinishReason::kNone || !server) return;
       CompletionResult r{id_, created_, model_, text_, tokens_, finish, prompt_tokens_};
       server->metrics.count_request(endpoint_label(endpoint_), 200);
       server->track_reply(http::reply_json(request_, web::http::status_codes::OK, completion_response(endpoint_, r)));
       return;
     }
-    std::lock_guard<std::mutex> lk(mu_);
-    if (closed_) return;
     std::vector<int32_t> ids;
     if (ev.token >= 0) ids.push_back(ev.token);
-    write_locked(sse_event(next_event_++,
-                           stream_chunk(endpoint_, id_, created_, model_, ev.text, ids, finish, first_).dump()));
+    sse_->append(stream_chunk(endpoint_, id_, created_, model_, ev.text, ids, finish, first_).dump());
     first_ = false;
     if (ev.finish != engine::FinishReason::kNone) {
       if (include_usage_)
-        write_locked(sse_event(next_event_++, usage_chunk(endpoint_, id_, created_, model_, prompt_tokens_,
-                                                          static_cast<int64_t>(tokens_.size()))
-                                                  .dump()));
-      write_locked(sse_event(next_event_++, "[DONE]"));
-      close_locked();
+        sse_->append(
+            usage_chunk(endpoint_, id_, created_, model_, prompt_tokens_, static_cast<int64_t>(tokens_.size())).dump());
+      sse_->append("[DONE]");
+      sse_->finish();
     }
   }
 
@@ -168,63 +164,19 @@ class ResponseSink : public RequestSink, public std::enable_shared_from_this<Res
     ApiError e = status_to_api_error(status);
     if (e.http_status < 500) e.http_status = 503;
     auto server = server_.lock();
-    if (!stream_) {
+    if (!sse_) {
       if (server) server->reply_error(request_, endpoint_label(endpoint_), e);
       return;
     }
-    std::lock_guard<std::mutex> lk(mu_);
-    if (closed_) return;
-    write_locked(sse_event(next_event_++, e.to_json().dump()));
-    write_locked(sse_event(next_event_++, "[DONE]"));
-    close_locked();
-  }
-
-  // A comment line on a stream that has been quiet for `interval`, so a client that went away
-  // is noticed even before its request runs. False once the stream is closed.
-  bool heartbeat(std::chrono::milliseconds interval) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (closed_) return false;
-    if (Clock::now() - last_write_ >= interval) write_locked(": keep-alive\n\n");
-    return true;
+    sse_->append(e.to_json().dump());
+    sse_->append("[DONE]");
+    sse_->finish();
   }
 
  private:
   void client_gone() {
-    close_stream();
+    sse_->finish();
     if (auto server = server_.lock(); server && server->service) server->service->cancel(id_);
-  }
-  void close_stream() {
-    std::lock_guard<std::mutex> lk(mu_);
-    close_locked();
-  }
-  void write_locked(std::string text) {
-    auto data = std::make_shared<std::string>(std::move(text));
-    last_write_ = Clock::now();
-    buffer_.putn_nocopy(reinterpret_cast<const uint8_t*>(data->data()), data->size())
-        .then([data](pplx::task<size_t> t) {
-          try {
-            t.get();
-          } catch (...) {
-          }
-        });
-    // Without a sync the buffer holds data back until a whole read block (64 KiB) is there:
-    // each event must leave now.
-    buffer_.sync().then([](pplx::task<void> t) {
-      try {
-        t.get();
-      } catch (...) {
-      }
-    });
-  }
-  void close_locked() {
-    if (closed_ || !stream_) return;
-    closed_ = true;
-    buffer_.close(std::ios_base::out).then([](pplx::task<void> t) {
-      try {
-        t.get();
-      } catch (...) {
-      }
-    });
   }
 
   std::weak_ptr<AgentServer::Impl> server_;
@@ -233,16 +185,12 @@ class ResponseSink : public RequestSink, public std::enable_shared_from_this<Res
   std::string id_, model_;
   int64_t created_;
   int64_t prompt_tokens_;
-  bool stream_, include_usage_;
+  bool include_usage_;
   Clock::time_point arrival_, last_token_;
   std::vector<int32_t> tokens_;
   std::string text_;
-  std::mutex mu_;  // stream writes: the engine thread and the heartbeat thread
-  concurrency::streams::producer_consumer_buffer<uint8_t> buffer_;
-  Clock::time_point last_write_;
-  int64_t next_event_ = 0;
+  std::shared_ptr<SseStream> sse_;  // null: a whole (non-streamed) response
   bool first_ = true;
-  bool closed_ = false;
 };
 
 void AgentServer::Impl::track_reply(pplx::task<void> reply, std::function<void(bool ok)> done) {
@@ -333,6 +281,10 @@ void AgentServer::Impl::handle(http_request req) {
     return track_reply(req.reply(response));
   }
   if (path.rfind("/control/v1/", 0) == 0) return handle_control(req, path);
+  if (path.rfind("/v1/streams/", 0) == 0) {
+    if (method != methods::GET) return wrong_method("GET");
+    return handle_resume(req, path.substr(std::string("/v1/streams/").size()));
+  }
   ApiError e;
   e.http_status = 404;
   e.message = "no route for " + method + " " + path;
@@ -358,16 +310,21 @@ void AgentServer::Impl::handle_generate(http_request req, Endpoint endpoint, con
   engine::GenerationRequest gen;
   if (auto e = build_generation_request(api, model->tokenizer(), chat_format, bos_token, max_model_len, id, &gen))
     return reply_error(req, label, *e);
+  std::shared_ptr<SseStream> sse = api.stream ? new_stream(id, 0) : nullptr;
   auto sink = std::make_shared<ResponseSink>(weak_from_this(), req, endpoint, id, options.model_name,
-                                             static_cast<int64_t>(gen.prompt.size()), api.stream, api.include_usage,
-                                             arrival);
+                                             static_cast<int64_t>(gen.prompt.size()), api.include_usage, arrival,
+                                             sse);
   Status st = service->submit(std::move(gen), sink);
-  if (!st.ok()) return reply_error(req, label, status_to_api_error(st));
+  if (!st.ok()) {
+    if (sse) {
+      std::lock_guard<std::mutex> lk(streams_mu);
+      streams.erase(id);
+    }
+    return reply_error(req, label, status_to_api_error(st));
+  }
   if (api.stream) {
     metrics.count_request(label, 200);
     sink->start_stream();
-    std::lock_guard<std::mutex> lk(streams_mu);
-    streams.push_back(sink);
   }
 }
 
@@ -428,21 +385,87 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
   reply_error(req, "control", e);
 }
 
+std::shared_ptr<SseStream> AgentServer::Impl::new_stream(const std::string& request_id, int64_t next_event_id) {
+  std::weak_ptr<Impl> weak = weak_from_this();
+  auto sse = std::make_shared<SseStream>(
+      request_id, next_event_id, options.resume_log_events,
+      [weak](const http_request& r, http_response response, std::function<void(bool)> done) {
+        if (auto self = weak.lock()) {
+          try {
+            self->track_reply(r.reply(response), std::move(done));
+          } catch (const std::exception&) {
+            done(false);
+          }
+        }
+      });
+  std::lock_guard<std::mutex> lk(streams_mu);
+  streams[request_id] = sse;
+  return sse;
+}
+
+void AgentServer::Impl::handle_resume(http_request req, const std::string& request_id) {
+  std::shared_ptr<SseStream> sse;
+  {
+    std::lock_guard<std::mutex> lk(streams_mu);
+    auto it = streams.find(request_id);
+    if (it != streams.end()) sse = it->second;
+  }
+  ApiError e;
+  if (!sse) {
+    e.http_status = 404;
+    e.code = "stream_not_found";
+    e.message = "no stream '" + request_id + "' on this server (unknown, or finished more than " +
+                std::to_string(options.resume_ttl.count()) + " s ago)";
+    return reply_error(req, "streams", e);
+  }
+  int64_t last = -1;
+  auto it = req.headers().find("Last-Event-ID");
+  if (it != req.headers().end()) {
+    try {
+      size_t used = 0;
+      last = std::stoll(it->second, &used);
+      if (used != it->second.size() || last < 0) throw std::invalid_argument(it->second);
+    } catch (const std::exception&) {
+      e.param = "Last-Event-ID";
+      e.message = "the Last-Event-ID header must be a non-negative event id, got '" + it->second + "'";
+      return reply_error(req, "streams", e);
+    }
+  }
+  // A resumed consumer that goes away ends the request, as the first one would have.
+  std::weak_ptr<Impl> weak = weak_from_this();
+  Status st = sse->attach(req, last, [weak, request_id] {
+    if (auto self = weak.lock()) self->service->cancel(request_id);
+  });
+  if (!st.ok()) {
+    e = status_to_api_error(st);
+    if (st.code() == StatusCode::kFailedPrecondition) {
+      e.http_status = 410;
+      e.type = "invalid_request_error";
+      e.code = "events_gone";
+    }
+    e.param = "Last-Event-ID";
+    return reply_error(req, "streams", e);
+  }
+  metrics.count_request("streams", 200);
+}
+
 void AgentServer::Impl::heartbeat_loop() {
   std::unique_lock<std::mutex> lk(heartbeat_mu);
   while (!stopping.load()) {
     heartbeat_cv.wait_for(lk, options.heartbeat);
     if (stopping.load()) break;
-    std::vector<std::shared_ptr<ResponseSink>> live;
+    std::vector<std::shared_ptr<SseStream>> live;
     {
       std::lock_guard<std::mutex> slk(streams_mu);
-      std::vector<std::weak_ptr<ResponseSink>> keep;
-      for (auto& w : streams)
-        if (auto s = w.lock()) {
-          live.push_back(s);
-          keep.push_back(w);
+      auto now = Clock::now();
+      for (auto it = streams.begin(); it != streams.end();) {
+        if (it->second->finished() && now - it->second->finished_at() > options.resume_ttl) {
+          it = streams.erase(it);
+        } else {
+          live.push_back(it->second);
+          ++it;
         }
-      streams.swap(keep);
+      }
     }
     for (auto& s : live) s->heartbeat(options.heartbeat);
   }

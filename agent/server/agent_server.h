@@ -1,10 +1,10 @@
 // hotswap-agent serve: the OpenAI-compatible API, health and readiness, /metrics, and the
 // operator's control API, on cpprestsdk's HTTP listener, in front of an EngineService.
 //
-// Streams: a streamed response's body is a producer/consumer buffer that the engine thread
-// writes server-sent events into as tokens arrive; each event has an `id:` (0, 1, 2, ...
-// within its stream). A client that goes away makes the next write fail, which cancels its
-// sequence; queued streams get a comment line every heartbeat so that is noticed before they run.
+// Streams (sse_stream.h): events are numbered 0, 1, 2, ... within a stream and the recent ones
+// are kept, so GET /v1/streams/{id} with Last-Event-ID resumes a stream exactly. A client that
+// goes away makes the next write fail, which cancels its sequence; quiet streams get a comment
+// line every heartbeat so that is noticed even before they run.
 //
 // Threads: cpprestsdk's pool runs the handlers; the engine thread runs the sinks; a heartbeat
 // thread pings queued streams. Each stream's writes are serialised by its own mutex.
@@ -26,6 +26,8 @@ struct AgentServerOptions {
   std::string control_token;  // empty: the control API refuses every call
   int max_queue = 256;
   std::chrono::milliseconds heartbeat{1000};
+  size_t resume_log_events = 1024;             // recent events per stream kept for Last-Event-ID
+  std::chrono::seconds resume_ttl{60};         // how long a finished stream can still be resumed
 };
 
 class AgentServer {

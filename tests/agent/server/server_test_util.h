@@ -22,7 +22,8 @@ struct TestServer {
   int port = 0;
 
   explicit TestServer(engine::EngineOptions eo = {}, int max_queue = 256,
-                      std::chrono::milliseconds heartbeat = std::chrono::milliseconds(100)) {
+                      std::chrono::milliseconds heartbeat = std::chrono::milliseconds(100),
+                      size_t resume_log_events = 1024) {
     auto m = engine::Model::load(engine::testing::tiny_model());
     EXPECT_TRUE(m.ok()) << m.status().to_string();
     model = *m;
@@ -34,6 +35,7 @@ struct TestServer {
     so.control_token = kControlToken;
     so.max_queue = max_queue;
     so.heartbeat = heartbeat;
+    so.resume_log_events = resume_log_events;
     // A port picked free may be taken by the time we bind: try a few.
     for (int attempt = 0; attempt < 5 && !server; ++attempt) {
       port = http::pick_free_port().value();
