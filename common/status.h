@@ -90,7 +90,8 @@ class [[nodiscard]] StatusOr {
   const Status& status() const { return status_; }
   T& value() & { assert(ok()); return *value_; }
   const T& value() const& { assert(ok()); return *value_; }
-  T&& value() && { assert(ok()); return std::move(*value_); }
+  // By value: `for (auto& x : f().value())` must not iterate a destroyed temporary.
+  T value() && { assert(ok()); return std::move(*value_); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }

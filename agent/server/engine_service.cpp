@@ -9,7 +9,9 @@ EngineService::EngineService(std::unique_ptr<engine::Engine> engine, const Engin
   thread_ = std::thread([this] { loop(); });
 }
 
-EngineService::~EngineService() { shutdown(); }
+EngineService::~EngineService() {
+  shutdown();
+}
 
 void EngineService::shutdown() {
   {
@@ -45,13 +47,30 @@ void EngineService::cancel(const std::string& request_id) {
   cv_.notify_all();
 }
 
+std::map<std::string, std::shared_ptr<RequestSink>> EngineService::take_sinks(
+    const std::vector<std::string>& request_ids) {
+  std::map<std::string, std::shared_ptr<RequestSink>> out;
+  for (const auto& id : request_ids) {
+    auto it = sinks_.find(id);
+    if (it == sinks_.end()) continue;
+    out.emplace(id, std::move(it->second));
+    sinks_.erase(it);
+    --open_;
+  }
+  return out;
+}
+
+void EngineService::adopt_sink(const std::string& request_id, std::shared_ptr<RequestSink> sink) {
+  if (sinks_.emplace(request_id, std::move(sink)).second) ++open_;
+}
+
 void EngineService::set_step_observer(std::function<void(const engine::EngineStats&)> observer) {
   std::lock_guard<std::mutex> lk(mu_);
   observer_ = std::move(observer);
 }
 
 Status EngineService::run_on_engine(const std::function<Status(engine::Engine&)>& fn,
-                                   std::chrono::milliseconds timeout) {
+                                    std::chrono::milliseconds timeout) {
   // If the wait times out before fn starts, fn is cancelled and never runs, so it may capture
   // the caller's locals by reference; once started, it is waited for (it is quick by contract).
   struct Call {

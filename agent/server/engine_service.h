@@ -75,6 +75,13 @@ class EngineService {
                        std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   const engine::Engine& engine() const { return *engine_; }
 
+  // Migration, from inside run_on_engine (the engine thread): take_sinks() hands over the sinks
+  // of sequences detached from the engine (they continue elsewhere; no failure is reported to
+  // them), adopt_sink() gives a sequence imported into the engine its sink. Each adjusts the
+  // open-request count.
+  std::map<std::string, std::shared_ptr<RequestSink>> take_sinks(const std::vector<std::string>& request_ids);
+  void adopt_sink(const std::string& request_id, std::shared_ptr<RequestSink> sink);
+
   // Called on the engine thread after every step, with the engine's counters.
   void set_step_observer(std::function<void(const engine::EngineStats&)> observer);
 

@@ -20,8 +20,12 @@ void ignore_outcome(pplx::task<T> t) {
 }  // namespace
 
 SseStream::SseStream(std::string request_id, int64_t next_event_id, size_t log_limit, ReplyFn reply)
-    : request_id_(std::move(request_id)), log_limit_(std::max<size_t>(1, log_limit)), reply_(std::move(reply)),
-      first_event_id_(next_event_id), next_event_id_(next_event_id), last_write_(Clock::now()) {}
+    : request_id_(std::move(request_id)),
+      log_limit_(std::max<size_t>(1, log_limit)),
+      reply_(std::move(reply)),
+      first_event_id_(next_event_id),
+      next_event_id_(next_event_id),
+      last_write_(Clock::now()) {}
 
 void SseStream::write_locked(const std::string& text) {
   last_write_ = Clock::now();
@@ -39,6 +43,12 @@ void SseStream::write_locked(const std::string& text) {
   ignore_outcome(consumer_->buffer.sync());
 }
 
+void SseStream::trim_locked() {
+  // Until a first consumer has taken them, every event is kept: it has not been sent anywhere.
+  if (!ever_attached_) return;
+  while (log_.size() > log_limit_) log_.pop_front();
+}
+
 void SseStream::close_consumer_locked() {
   if (!consumer_) return;
   ignore_outcome(consumer_->buffer.close(std::ios_base::out));
@@ -50,7 +60,7 @@ void SseStream::append(const std::string& data) {
   if (finished_) return;
   std::string text = sse_event(next_event_id_, data);
   log_.emplace_back(next_event_id_, text);
-  while (log_.size() > log_limit_) log_.pop_front();
+  trim_locked();
   ++next_event_id_;
   write_locked(text);
 }
@@ -70,8 +80,7 @@ bool SseStream::heartbeat(std::chrono::milliseconds quiet) {
   return true;
 }
 
-Status SseStream::attach(const web::http::http_request& request, int64_t last_event_id,
-                         std::function<void()> on_gone) {
+Status SseStream::attach(const web::http::http_request& request, int64_t last_event_id, std::function<void()> on_gone) {
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t want = last_event_id + 1;  // the first event the consumer lacks
   const int64_t oldest = log_.empty() ? next_event_id_ : log_.front().first;
@@ -82,9 +91,8 @@ Status SseStream::attach(const web::http::http_request& request, int64_t last_ev
     return failed_precondition("stream '" + request_id_ + "': events from " + std::to_string(want) +
                                " are no longer held (the oldest held is " + std::to_string(oldest) + ")");
   if (want > next_event_id_)
-    return invalid_argument("stream '" + request_id_ + "' has sent events up to " +
-                            std::to_string(next_event_id_ - 1) + "; Last-Event-ID " + std::to_string(last_event_id) +
-                            " is beyond them");
+    return invalid_argument("stream '" + request_id_ + "' has sent events up to " + std::to_string(next_event_id_ - 1) +
+                            "; Last-Event-ID " + std::to_string(last_event_id) + " is beyond them");
   // The old consumer (if any) ends here; its reply completing is not a client going away.
   close_consumer_locked();
   consumer_ = std::make_unique<Consumer>();
@@ -97,6 +105,8 @@ Status SseStream::attach(const web::http::http_request& request, int64_t last_ev
   const uint64_t generation = consumer_->generation;
   for (const auto& [id, text] : log_)
     if (id >= want) write_locked(text);
+  ever_attached_ = true;
+  trim_locked();
   if (finished_) close_consumer_locked();
   std::weak_ptr<SseStream> weak = weak_from_this();
   reply_(request, response, [weak, generation, on_gone](bool ok) {

@@ -27,11 +27,12 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
  public:
   using Clock = std::chrono::steady_clock;
   // Starts a reply on the request and reports when it ends (ok: the body was sent).
-  using ReplyFn = std::function<void(const web::http::http_request&, web::http::http_response,
-                                     std::function<void(bool ok)>)>;
+  using ReplyFn =
+      std::function<void(const web::http::http_request&, web::http::http_response, std::function<void(bool ok)>)>;
 
   // next_event_id: the id of the first event this stream appends (0 for a new request, the
-  // source's next id for a migrated one). log_limit: events kept for resumption.
+  // source's next id for a migrated one). log_limit: events kept for resumption once a first
+  // consumer has attached (before that, all are kept: none has been sent anywhere yet).
   SseStream(std::string request_id, int64_t next_event_id, size_t log_limit, ReplyFn reply);
 
   // Appends one event with this data, sends it to the consumer if one is attached.
@@ -60,6 +61,7 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
   };
   void write_locked(const std::string& text);
   void close_consumer_locked();
+  void trim_locked();
 
   const std::string request_id_;
   const size_t log_limit_;
@@ -69,6 +71,7 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
   int64_t first_event_id_;                           // the id this stream started at
   int64_t next_event_id_;
   bool finished_ = false;
+  bool ever_attached_ = false;
   Clock::time_point finished_at_{}, last_write_;
   std::unique_ptr<Consumer> consumer_;
   uint64_t consumer_generation_ = 0;

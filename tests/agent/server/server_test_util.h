@@ -93,7 +93,9 @@ inline std::vector<int32_t> stream_tokens(const std::string& body, std::string* 
     if (text) *text += c.contains("text") ? c["text"].get<std::string>() : c["delta"].value("content", "");
     if (finish && !c["finish_reason"].is_null()) *finish = c["finish_reason"].get<std::string>();
   }
-  if (!events.empty()) EXPECT_EQ(events.back().second, "[DONE]");
+  if (!events.empty()) {
+    EXPECT_EQ(events.back().second, "[DONE]");
+  }
   return tokens;
 }
 
