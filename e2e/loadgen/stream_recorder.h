@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "e2e/loadgen/sse_parser.h"
+#include "common/sse_parser.h"
 #include "e2e/loadgen/stream_stats.h"
 
 namespace hotswap::loadgen {

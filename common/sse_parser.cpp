@@ -1,6 +1,6 @@
-#include "e2e/loadgen/sse_parser.h"
+#include "common/sse_parser.h"
 
-namespace hotswap::loadgen {
+namespace hotswap {
 
 Status SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   if (!error_.ok()) return error_;
@@ -70,4 +70,4 @@ void SseParser::end_line(std::vector<SseEvent>& out) {
   line_.clear();
 }
 
-}  // namespace hotswap::loadgen
+}  // namespace hotswap

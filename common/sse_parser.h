@@ -6,7 +6,8 @@
 // is optional), a comment (starts with ':'), or blank (ends the event). An event is dispatched
 // only when it has at least one data line, as the spec says, so keep-alive comments produce
 // nothing. Unlike a browser, the parser reports the id per event (did this event carry an id
-// line, and with what value) instead of a sticky "last event id": the load generator checks
+// line, and with what value) instead of a sticky "last event id": its users (the load generator,
+// the migration relay) check
 // ids strictly, and an event without an id must be visible as such.
 //
 // One instance per stream, used by one thread at a time. Memory is bounded by max_event_bytes.
@@ -19,7 +20,7 @@
 
 #include "common/status.h"
 
-namespace hotswap::loadgen {
+namespace hotswap {
 
 struct SseEvent {
   bool has_id = false;
@@ -55,4 +56,4 @@ class SseParser {
   Status error_;
 };
 
-}  // namespace hotswap::loadgen
+}  // namespace hotswap

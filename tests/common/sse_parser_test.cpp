@@ -1,11 +1,11 @@
-#include "e2e/loadgen/sse_parser.h"
+#include "common/sse_parser.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-namespace hotswap::loadgen {
+namespace hotswap {
 namespace {
 
 std::vector<SseEvent> parse_in_pieces(const std::string& stream, const std::vector<size_t>& cuts) {
@@ -130,4 +130,4 @@ TEST(SseParser, OversizedEventIsAStickyError) {
 }
 
 }  // namespace
-}  // namespace hotswap::loadgen
+}  // namespace hotswap
