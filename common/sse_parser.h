@@ -7,8 +7,7 @@
 // only when it has at least one data line, as the spec says, so keep-alive comments produce
 // nothing. Unlike a browser, the parser reports the id per event (did this event carry an id
 // line, and with what value) instead of a sticky "last event id": its users (the load generator,
-// the migration relay) check
-// ids strictly, and an event without an id must be visible as such.
+// the migration relay) check ids strictly, and an event without an id must be visible as such.
 //
 // One instance per stream, used by one thread at a time. Memory is bounded by max_event_bytes.
 #pragma once
