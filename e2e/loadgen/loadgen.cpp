@@ -1,5 +1,7 @@
 #include "e2e/loadgen/loadgen.h"
 
+#include "common/http_body_sink.h"
+
 #include <cpprest/astreambuf.h>
 #include <cpprest/http_client.h>
 
@@ -94,14 +96,11 @@ std::string describe(const std::exception_ptr& e) {
 
 // ---- the arrival sink ------------------------------------------------------------------------
 
-// A write-only cpprest stream buffer: cpprest's I/O thread calls _putn with each piece of the
-// response body as soon as it has read it; the sink stamps it with the time and feeds the
-// recorder. Reads are not supported (no one reads this body back).
-class ArrivalSink : public concurrency::streams::details::streambuf_state_manager<uint8_t> {
-  using Base = concurrency::streams::details::streambuf_state_manager<uint8_t>;
-
+// The response body's sink (common/http_body_sink.h): each piece, stamped with the time cpprest
+// read it, goes to the recorder.
+class ArrivalSink : public hotswap::http::BodySink {
  public:
-  explicit ArrivalSink(bool chat) : Base(std::ios_base::out), recorder_(chat) {}
+  explicit ArrivalSink(bool chat) : recorder_(chat) {}
 
   // Stops recording: bytes that arrive later are dropped. Then fills `result` from what came.
   void finish(RequestResult& result) {
@@ -114,52 +113,14 @@ class ArrivalSink : public concurrency::streams::details::streambuf_state_manage
     return recorder_.body_prefix();
   }
 
-  bool can_seek() const override { return false; }
-  bool has_size() const override { return false; }
-  size_t buffer_size(std::ios_base::openmode) const override { return 0; }
-  void set_buffer_size(size_t, std::ios_base::openmode) override {}
-  size_t in_avail() const override { return 0; }
-  pos_type getpos(std::ios_base::openmode) const override { return static_cast<pos_type>(traits::eof()); }
-  pos_type seekpos(pos_type, std::ios_base::openmode) override { return static_cast<pos_type>(traits::eof()); }
-  pos_type seekoff(off_type, std::ios_base::seekdir, std::ios_base::openmode) override {
-    return static_cast<pos_type>(traits::eof());
-  }
-  bool acquire(uint8_t*& ptr, size_t& count) override {
-    ptr = nullptr;
-    count = 0;
-    return false;
-  }
-  void release(uint8_t*, size_t) override {}
-
  protected:
-  pplx::task<int_type> _putc(uint8_t ch) override {
-    take(&ch, 1);
-    return pplx::task_from_result<int_type>(ch);
-  }
-  pplx::task<size_t> _putn(const uint8_t* ptr, size_t count) override {
-    take(ptr, count);
-    return pplx::task_from_result<size_t>(count);
-  }
-  pplx::task<int_type> _bumpc() override { return pplx::task_from_result<int_type>(traits::eof()); }
-  int_type _sbumpc() override { return traits::eof(); }
-  pplx::task<int_type> _getc() override { return pplx::task_from_result<int_type>(traits::eof()); }
-  int_type _sgetc() override { return traits::eof(); }
-  pplx::task<int_type> _nextc() override { return pplx::task_from_result<int_type>(traits::eof()); }
-  pplx::task<int_type> _ungetc() override { return pplx::task_from_result<int_type>(traits::eof()); }
-  pplx::task<size_t> _getn(uint8_t*, size_t) override { return pplx::task_from_result<size_t>(0); }
-  size_t _scopy(uint8_t*, size_t) override { return 0; }
-  pplx::task<bool> _sync() override { return pplx::task_from_result(true); }
-  uint8_t* _alloc(size_t) override { return nullptr; }
-  void _commit(size_t) override {}
-
- private:
-  void take(const uint8_t* ptr, size_t count) {
-    const Clock::time_point arrival = Clock::now();  // first: nothing between the read and the stamp
+  void on_bytes(const uint8_t* ptr, size_t count, Clock::time_point arrival) override {
     std::lock_guard<std::mutex> lk(mu_);
     if (detached_) return;
     recorder_.on_bytes(std::string_view(reinterpret_cast<const char*>(ptr), count), arrival);
   }
 
+ private:
   std::mutex mu_;  // an I/O thread feeding vs the worker finishing
   bool detached_ = false;
   CompletionStreamRecorder recorder_;
