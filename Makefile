@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODELS ?= models
 
-.PHONY: all deps configure build test demo bench format clean
+.PHONY: all deps configure build test demo bench fuzz format clean
 
 all: build
 
@@ -30,8 +30,34 @@ demo: build
 bench: build
 	@bash scripts/bench.sh $(BUILD) $(MODELS)
 
+# libFuzzer on the snapshot decoder for FUZZ_SECONDS, in its own build dir (clang, ASan, UBSan),
+# on a copy of fuzz/corpus/snapshot; crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+
+fuzz:
+	@if ! command -v clang++ >/dev/null 2>&1; then \
+	  echo "fuzz: skipped: clang++ not found (make deps installs clang)"; exit 0; \
+	fi; \
+	probe=$$(mktemp -d); \
+	printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' > $$probe/p.cpp; \
+	if ! clang++ -fsanitize=fuzzer $$probe/p.cpp -o $$probe/p >/dev/null 2>&1; then \
+	  rm -rf $$probe; \
+	  echo "fuzz: skipped: clang has no libFuzzer runtime (Debian: libclang-rt-dev; make deps installs it)"; exit 0; \
+	fi; \
+	rm -rf $$probe; \
+	set -e; \
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DHOTSWAP_FUZZ=ON -DHOTSWAP_CUDA=OFF -DHOTSWAP_TESTS=OFF; \
+	cmake --build $(FUZZ_BUILD) --target snapshot_decoder_fuzz -j $(JOBS); \
+	rm -rf $(FUZZ_BUILD)/corpus/snapshot; \
+	mkdir -p $(FUZZ_BUILD)/corpus/snapshot $(FUZZ_BUILD)/artifacts; \
+	cp fuzz/corpus/snapshot/* $(FUZZ_BUILD)/corpus/snapshot/; \
+	$(FUZZ_BUILD)/fuzz/snapshot_decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=2048 \
+	  -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus/snapshot
+
 format:
-	find common kernels agent e2e tests -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
+	find common kernels agent e2e tests fuzz -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
 
 clean:
 	rm -rf $(BUILD)

@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libpcre2-dev
   libcpprest-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   clang-format
+  clang libclang-rt-dev  # make fuzz: clang and its libFuzzer runtime
 )
 
 missing=()
