@@ -14,6 +14,7 @@
 
 #include "agent/server/engine_service.h"
 #include "agent/server/openai_protocol.h"
+#include "agent/server/response_sink.h"
 #include "agent/server/server_metrics.h"
 #include "agent/server/sse_stream.h"
 #include "common/http.h"
@@ -38,39 +39,9 @@ int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-const char* endpoint_label(Endpoint e) { return e == Endpoint::kChatCompletions ? "chat_completions" : "completions"; }
-
-ApiError status_to_api_error(const Status& st) {
-  ApiError e;
-  e.message = st.message();
-  switch (st.code()) {
-    case StatusCode::kInvalidArgument:
-      e.http_status = 400;
-      break;
-    case StatusCode::kResourceExhausted:
-      e.http_status = 429;
-      e.type = "rate_limit_error";
-      e.code = "queue_full";
-      break;
-    case StatusCode::kFailedPrecondition:
-    case StatusCode::kUnavailable:
-      e.http_status = 503;
-      e.type = "service_unavailable";
-      e.code = "unavailable";
-      break;
-    default:
-      e.http_status = 500;
-      e.type = "server_error";
-      break;
-  }
-  return e;
-}
-
 }  // namespace
 
-class ResponseSink;
-
-class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl> {
+class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<AgentServer::Impl> {
  public:
   std::shared_ptr<const engine::Model> model;
   std::unique_ptr<EngineService> service;
@@ -96,101 +67,15 @@ class AgentServer::Impl : public std::enable_shared_from_this<AgentServer::Impl>
   void handle_control(http_request req, const std::string& path);
   void handle_resume(http_request req, const std::string& request_id);
   std::shared_ptr<SseStream> new_stream(const std::string& request_id, int64_t next_event_id);
-  void reply_error(const http_request& req, const std::string& endpoint, const ApiError& e);
+  // SinkHost
+  ServerMetrics& sink_metrics() override { return metrics; }
+  void reply_error(const http_request& req, const std::string& endpoint, const ApiError& e) override;
   // Replies and tracks the reply until it has been sent.
-  void track_reply(pplx::task<void> reply, std::function<void(bool ok)> done = nullptr);
+  void track_reply(pplx::task<void> reply, std::function<void(bool ok)> done = nullptr) override;
+  void cancel_request(const std::string& request_id) override {
+    if (service) service->cancel(request_id);
+  }
   void heartbeat_loop();
-};
-
-// One request's way back to its client: a JSON reply at the end, or an SSE stream.
-class ResponseSink : public RequestSink, public std::enable_shared_from_this<ResponseSink> {
- public:
-  ResponseSink(std::weak_ptr<AgentServer::Impl> server, http_request request, Endpoint endpoint, std::string id,
-               std::string model, int64_t prompt_tokens, bool include_usage, Clock::time_point arrival,
-               std::shared_ptr<SseStream> sse)
-      : server_(std::move(server)), request_(std::move(request)), endpoint_(endpoint), id_(std::move(id)),
-        model_(std::move(model)), created_(unix_seconds()), prompt_tokens_(prompt_tokens),
-        include_usage_(include_usage), arrival_(arrival), sse_(std::move(sse)) {}
-
-  // For a stream: attaches the client as the stream's consumer. Events appended before this
-  // are replayed to it.
-  void start_stream() {
-    std::weak_ptr<ResponseSink> self = shared_from_this();
-    Status st = sse_->attach(request_, -1, [self] {
-      if (auto s = self.lock()) s->client_gone();
-    });
-    if (!st.ok()) log_error("stream " + id_ + ": " + st.to_string());
-  }
-
-  void on_event(const engine::TokenEvent& ev) override {
-    auto now = Clock::now();
-    auto server = server_.lock();
-    if (ev.token >= 0 && server) {
-      if (tokens_.empty())
-        server->metrics.observe_time_to_first_token(std::chrono::duration<double>(now - arrival_).count());
-      else
-        server->metrics.observe_inter_token(std::chrono::duration<double>(now - last_token_).count());
-      server->metrics.count_generated_tokens(1);
-      last_token_ = now;
-      tokens_.push_back(ev.token);
-    }
-    text_ += ev.text;
-    if (ev.finish == engine::FinishReason::kAbort) {
-      if (sse_) sse_->finish();
-      return;
-    }
-    std::string finish = engine::finish_reason_name(ev.finish);
-    if (!sse_) {
-      if (ev.finish == engine::FinishReason::kNone || !server) return;
-      CompletionResult r{id_, created_, model_, text_, tokens_, finish, prompt_tokens_};
-      server->metrics.count_request(endpoint_label(endpoint_), 200);
-      server->track_reply(http::reply_json(request_, web::http::status_codes::OK, completion_response(endpoint_, r)));
-      return;
-    }
-    std::vector<int32_t> ids;
-    if (ev.token >= 0) ids.push_back(ev.token);
-    sse_->append(stream_chunk(endpoint_, id_, created_, model_, ev.text, ids, finish, first_).dump());
-    first_ = false;
-    if (ev.finish != engine::FinishReason::kNone) {
-      if (include_usage_)
-        sse_->append(
-            usage_chunk(endpoint_, id_, created_, model_, prompt_tokens_, static_cast<int64_t>(tokens_.size())).dump());
-      sse_->append("[DONE]");
-      sse_->finish();
-    }
-  }
-
-  void on_failure(const Status& status) override {
-    ApiError e = status_to_api_error(status);
-    if (e.http_status < 500) e.http_status = 503;
-    auto server = server_.lock();
-    if (!sse_) {
-      if (server) server->reply_error(request_, endpoint_label(endpoint_), e);
-      return;
-    }
-    sse_->append(e.to_json().dump());
-    sse_->append("[DONE]");
-    sse_->finish();
-  }
-
- private:
-  void client_gone() {
-    sse_->finish();
-    if (auto server = server_.lock(); server && server->service) server->service->cancel(id_);
-  }
-
-  std::weak_ptr<AgentServer::Impl> server_;
-  http_request request_;
-  Endpoint endpoint_;
-  std::string id_, model_;
-  int64_t created_;
-  int64_t prompt_tokens_;
-  bool include_usage_;
-  Clock::time_point arrival_, last_token_;
-  std::vector<int32_t> tokens_;
-  std::string text_;
-  std::shared_ptr<SseStream> sse_;  // null: a whole (non-streamed) response
-  bool first_ = true;
 };
 
 void AgentServer::Impl::track_reply(pplx::task<void> reply, std::function<void(bool ok)> done) {
@@ -311,9 +196,15 @@ void AgentServer::Impl::handle_generate(http_request req, Endpoint endpoint, con
   if (auto e = build_generation_request(api, model->tokenizer(), chat_format, bos_token, max_model_len, id, &gen))
     return reply_error(req, label, *e);
   std::shared_ptr<SseStream> sse = api.stream ? new_stream(id, 0) : nullptr;
-  auto sink = std::make_shared<ResponseSink>(weak_from_this(), req, endpoint, id, options.model_name,
-                                             static_cast<int64_t>(gen.prompt.size()), api.include_usage, arrival,
-                                             sse);
+  ResponseState rs;
+  rs.endpoint = endpoint;
+  rs.id = id;
+  rs.model = options.model_name;
+  rs.created = unix_seconds();
+  rs.prompt_tokens = static_cast<int64_t>(gen.prompt.size());
+  rs.stream = api.stream;
+  rs.include_usage = api.include_usage;
+  auto sink = std::make_shared<ResponseSink>(std::weak_ptr<SinkHost>(shared_from_this()), req, rs, arrival, sse);
   Status st = service->submit(std::move(gen), sink);
   if (!st.ok()) {
     if (sse) {

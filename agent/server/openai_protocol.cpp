@@ -357,6 +357,34 @@ json usage_chunk(Endpoint endpoint, const std::string& id, int64_t created, cons
             {"total_tokens", prompt_tokens + completion_tokens}}}};
 }
 
+const char* endpoint_label(Endpoint e) { return e == Endpoint::kChatCompletions ? "chat_completions" : "completions"; }
+
+ApiError status_to_api_error(const Status& st) {
+  ApiError e;
+  e.message = st.message();
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+      e.http_status = 400;
+      break;
+    case StatusCode::kResourceExhausted:
+      e.http_status = 429;
+      e.type = "rate_limit_error";
+      e.code = "queue_full";
+      break;
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kUnavailable:
+      e.http_status = 503;
+      e.type = "service_unavailable";
+      e.code = "unavailable";
+      break;
+    default:
+      e.http_status = 500;
+      e.type = "server_error";
+      break;
+  }
+  return e;
+}
+
 std::string sse_event(int64_t event_id, const std::string& data) {
   return "id: " + std::to_string(event_id) + "\ndata: " + data + "\n\n";
 }

@@ -90,6 +90,11 @@ nlohmann::json stream_chunk(Endpoint endpoint, const std::string& id, int64_t cr
 nlohmann::json usage_chunk(Endpoint endpoint, const std::string& id, int64_t created, const std::string& model,
                            int64_t prompt_tokens, int64_t completion_tokens);
 
+// The metrics label of an endpoint: "completions" or "chat_completions".
+const char* endpoint_label(Endpoint e);
+// The HTTP error for a Status from the engine service: 400, 429 queue_full, 503, 500.
+ApiError status_to_api_error(const Status& st);
+
 // "id: <event_id>\ndata: <data>\n\n"
 std::string sse_event(int64_t event_id, const std::string& data);
 
