@@ -1,0 +1,65 @@
+// POSIX TCP sockets for the migration transport and the link probe: IPv4, non-blocking, Nagle
+// off, large kernel buffers. Every wait is a poll() with a deadline, and may also watch a "wake"
+// descriptor (the read end of a pipe that another thread writes to interrupt it).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "agent/migration/byte_link.h"
+#include "common/status.h"
+
+namespace hotswap::migration {
+
+// The kernel buffers asked for on every socket (SO_SNDBUF, SO_RCVBUF), so a fast link keeps MBs
+// in flight: this much, or net.core.wmem_max / rmem_max when lower. When that cap is below
+// kMinTcpSocketBufferBytes the sizes are left to the kernel's autotuning (tcp_wmem, tcp_rmem),
+// which a size set by hand would turn off.
+inline constexpr int kTcpSocketBufferBytes = 8 << 20;
+inline constexpr int kMinTcpSocketBufferBytes = 1 << 20;
+
+// A file descriptor that closes itself.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// A listening socket on host:port (port 0: the kernel picks one), SO_REUSEADDR, non-blocking.
+// host is an IPv4 address ("127.0.0.1", "0.0.0.0") or a name that resolves to one.
+StatusOr<UniqueFd> listen_tcp_socket(const std::string& host, uint16_t port, int backlog = 16);
+// The port a socket is bound to.
+StatusOr<uint16_t> tcp_local_port(int fd);
+// The next connection on a listening socket, waiting until the deadline; `peer` gets "ip:port".
+StatusOr<UniqueFd> accept_tcp_socket(int listen_fd, Deadline deadline, std::string* peer);
+// A connected socket to host:port, waiting until the deadline.
+StatusOr<UniqueFd> connect_tcp_socket(const std::string& host, uint16_t port, Deadline deadline);
+
+// Sends all n bytes (ByteLink::send's contract). wake_fd < 0: nothing to watch.
+Status send_all(int fd, const uint8_t* data, size_t n, Deadline deadline, int wake_fd, const std::string& peer);
+// Receives 1..capacity bytes (ByteLink::receive's contract).
+StatusOr<LinkRead> receive_some(int fd, uint8_t* data, size_t capacity, Deadline deadline, int wake_fd,
+                                const std::string& peer);
+
+}  // namespace hotswap::migration

@@ -1,0 +1,90 @@
+#include "agent/migration/tcp_transport.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "agent/migration/chunk_stream.h"
+
+namespace hotswap::migration {
+namespace {
+
+// One end of a TCP connection. interrupt() writes to a pipe that every poll() here watches and
+// that is never drained, so it wakes the waits in progress and fails every later one.
+class TcpLink final : public ByteLink {
+ public:
+  TcpLink(UniqueFd socket, UniqueFd wake_read, UniqueFd wake_write, std::string peer)
+      : socket_(std::move(socket)),
+        wake_read_(std::move(wake_read)),
+        wake_write_(std::move(wake_write)),
+        peer_(std::move(peer)) {}
+
+  Status send(const uint8_t* data, size_t n, Deadline deadline) override {
+    if (interrupted_.load()) return closed_locally();
+    return send_all(socket_.get(), data, n, deadline, wake_read_.get(), peer_);
+  }
+
+  StatusOr<LinkRead> receive(uint8_t* data, size_t capacity, Deadline deadline) override {
+    if (interrupted_.load()) return closed_locally();
+    return receive_some(socket_.get(), data, capacity, deadline, wake_read_.get(), peer_);
+  }
+
+  void interrupt() override {
+    if (interrupted_.exchange(true)) return;
+    const char byte = 1;
+    while (::write(wake_write_.get(), &byte, 1) < 0 && errno == EINTR) {
+    }
+  }
+
+  void shutdown() override { (void)::shutdown(socket_.get(), SHUT_RDWR); }
+
+  std::string peer() const override { return peer_; }
+
+ private:
+  Status closed_locally() const { return unavailable("the connection to " + peer_ + " was closed locally"); }
+
+  UniqueFd socket_;
+  UniqueFd wake_read_;
+  UniqueFd wake_write_;
+  const std::string peer_;
+  std::atomic<bool> interrupted_{false};
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ByteLink>> make_tcp_link(UniqueFd socket, std::string peer) {
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return unavailable(std::string("pipe2() for the connection to ") + peer + ": " + std::strerror(errno));
+  }
+  return std::unique_ptr<ByteLink>(
+      std::make_unique<TcpLink>(std::move(socket), UniqueFd(fds[0]), UniqueFd(fds[1]), std::move(peer)));
+}
+
+StatusOr<TcpListener> TcpListener::listen(const std::string& host, uint16_t port) {
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd fd, listen_tcp_socket(host, port));
+  HOTSWAP_ASSIGN_OR_RETURN(uint16_t bound, tcp_local_port(fd.get()));
+  return TcpListener(std::move(fd), bound);
+}
+
+StatusOr<std::unique_ptr<ChunkReceiver>> TcpListener::accept(std::chrono::milliseconds timeout,
+                                                             ReceiverOptions options) {
+  std::string peer;
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, accept_tcp_socket(fd_.get(), deadline_after(timeout), &peer));
+  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<ByteLink> link, make_tcp_link(std::move(socket), peer));
+  return make_stream_receiver(std::move(link), options);
+}
+
+StatusOr<std::unique_ptr<ChunkSender>> tcp_connect(const std::string& host, uint16_t port, SenderOptions options,
+                                                   std::chrono::milliseconds timeout) {
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, connect_tcp_socket(host, port, deadline_after(timeout)));
+  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<ByteLink> link,
+                           make_tcp_link(std::move(socket), host + ":" + std::to_string(port)));
+  return make_stream_sender(std::move(link), options);
+}
+
+}  // namespace hotswap::migration
