@@ -12,7 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include "agent/migration/model_digest.h"
 #include "agent/server/engine_service.h"
+#include "agent/server/migration_controller.h"
 #include "agent/server/openai_protocol.h"
 #include "agent/server/response_sink.h"
 #include "agent/server/server_metrics.h"
@@ -45,6 +47,7 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
  public:
   std::shared_ptr<const engine::Model> model;
   std::unique_ptr<EngineService> service;
+  std::unique_ptr<MigrationController> migrations;  // after service: destroyed before it
   ServerMetrics metrics;
   AgentServerOptions options;
   ChatFormat chat_format = ChatFormat::kPlain;
@@ -65,6 +68,8 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   void handle(http_request req);
   void handle_generate(http_request req, Endpoint endpoint, const std::string& body);
   void handle_control(http_request req, const std::string& path);
+  void handle_migration(http_request req, const std::string& path);
+  void reply_status(const http_request& req, const StatusOr<nlohmann::json>& result);
   void handle_resume(http_request req, const std::string& request_id);
   std::shared_ptr<SseStream> new_stream(const std::string& request_id, int64_t next_event_id);
   // SinkHost
@@ -270,6 +275,8 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
     return track_reply(http::reply_json(req, web::http::status_codes::OK,
                                         {{"draining", true}, {"open_requests", service->open_requests()}}));
   }
+  if (path == "/control/v1/migrations" || path.rfind("/control/v1/migrations/", 0) == 0)
+    return handle_migration(req, path);
   e.http_status = 404;
   e.code = "not_found";
   e.message = "no control route for " + req.method() + " " + path;
@@ -322,10 +329,12 @@ void AgentServer::Impl::handle_resume(http_request req, const std::string& reque
       return reply_error(req, "streams", e);
     }
   }
-  // A resumed consumer that goes away ends the request, as the first one would have.
+  // A resumed consumer that goes away ends the request, as the first one would have; but a
+  // stream migrated here waits for its client to come back.
   std::weak_ptr<Impl> weak = weak_from_this();
-  Status st = sse->attach(req, last, [weak, request_id] {
-    if (auto self = weak.lock()) self->service->cancel(request_id);
+  const bool keep = sse->outlives_consumer();
+  Status st = sse->attach(req, last, [weak, request_id, keep] {
+    if (auto self = weak.lock(); self && !keep) self->service->cancel(request_id);
   });
   if (!st.ok()) {
     e = status_to_api_error(st);
@@ -338,6 +347,59 @@ void AgentServer::Impl::handle_resume(http_request req, const std::string& reque
     return reply_error(req, "streams", e);
   }
   metrics.count_request("streams", 200);
+}
+
+void AgentServer::Impl::reply_status(const http_request& req, const StatusOr<nlohmann::json>& result) {
+  if (result.ok()) {
+    metrics.count_request("control", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, *result));
+  }
+  ApiError e = status_to_api_error(result.status());
+  if (result.status().code() == StatusCode::kNotFound) e.http_status = 404;
+  if (result.status().code() == StatusCode::kFailedPrecondition) e.http_status = 409;
+  reply_error(req, "control", e);
+}
+
+void AgentServer::Impl::handle_migration(http_request req, const std::string& path) {
+  // /control/v1/migrations[/{id}[/start|/abort]]
+  std::string rest = path.substr(std::string("/control/v1/migrations").size());
+  if (!rest.empty()) rest.erase(0, 1);
+  std::string id = rest.substr(0, rest.find('/'));
+  std::string action = rest.find('/') == std::string::npos ? "" : rest.substr(rest.find('/') + 1);
+  const auto method = req.method();
+  if (id.empty() && method == methods::GET) {
+    ApiError e;
+    e.http_status = 405;
+    e.message = "list migrations one by one: GET /control/v1/migrations/{id}";
+    return reply_error(req, "control", e);
+  }
+  if (method == methods::GET && action.empty()) return reply_status(req, migrations->get(id));
+  if (method != methods::POST || !(id.empty() || action == "start" || action == "abort")) {
+    ApiError e;
+    e.http_status = 404;
+    e.code = "not_found";
+    e.message = "no migration route for " + method + " " + path;
+    return reply_error(req, "control", e);
+  }
+  std::weak_ptr<Impl> weak = weak_from_this();
+  req.extract_vector().then([weak, req, id, action](pplx::task<std::vector<unsigned char>> t) {
+    auto self = weak.lock();
+    if (!self) return;
+    nlohmann::json body = nlohmann::json::object();
+    try {
+      auto bytes = t.get();
+      if (!bytes.empty()) body = nlohmann::json::parse(bytes.begin(), bytes.end());
+    } catch (const std::exception& ex) {
+      ApiError e;
+      e.message = std::string("the request body is not valid JSON: ") + ex.what();
+      return self->reply_error(req, "control", e);
+    }
+    if (id.empty()) return self->reply_status(req, self->migrations->prepare(body));
+    if (action == "start") return self->reply_status(req, self->migrations->start(id, body));
+    Status st = self->migrations->abort(id);
+    self->reply_status(req, st.ok() ? StatusOr<nlohmann::json>(nlohmann::json{{"id", id}, {"aborted", true}})
+                                    : StatusOr<nlohmann::json>(st));
+  });
 }
 
 void AgentServer::Impl::heartbeat_loop() {
@@ -387,6 +449,24 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   EngineServiceOptions so;
   so.max_queue = options.max_queue;
   impl->service = std::make_unique<EngineService>(std::move(engine), so);
+  auto digest = migration::model_weights_digest(impl->model->dir());
+  if (!digest.ok()) return digest.status();
+  MigrationHost mh;
+  mh.service = impl->service.get();
+  mh.sink_host = std::weak_ptr<SinkHost>(impl);
+  mh.listen_host = options.host;
+  mh.self_name = "agent@" + options.host + ":" + std::to_string(options.port);
+  mh.model_digest = *digest;
+  mh.architecture = engine::architecture_name(impl->model->config().architecture);
+  mh.weight_dtype = impl->model->embed_tokens().dtype;
+  {
+    std::weak_ptr<Impl> w = impl;
+    mh.new_stream = [w](const std::string& id, int64_t next) -> std::shared_ptr<SseStream> {
+      auto self = w.lock();
+      return self ? self->new_stream(id, next) : nullptr;
+    };
+  }
+  impl->migrations = std::make_unique<MigrationController>(mh);
   std::weak_ptr<Impl> weak = impl;
   impl->service->set_step_observer([weak](const engine::EngineStats& s) {
     if (auto self = weak.lock()) self->metrics.observe_engine(s, self->service->open_requests());
@@ -419,13 +499,17 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
 
 AgentServer::AgentServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-AgentServer::~AgentServer() { stop(); }
+AgentServer::~AgentServer() {
+  stop();
+}
 
 std::string AgentServer::url() const {
   return "http://" + impl_->options.host + ":" + std::to_string(impl_->options.port);
 }
 
-void AgentServer::drain() { impl_->service->drain(); }
+void AgentServer::drain() {
+  impl_->service->drain();
+}
 
 bool AgentServer::wait_idle(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
@@ -442,6 +526,7 @@ void AgentServer::stop() {
   if (impl_->heartbeat_thread.joinable()) impl_->heartbeat_thread.join();
   // The engine first: open requests fail and their streams close, then the listener. The
   // service object stays until the Impl goes, since handlers may still be reading it.
+  impl_->migrations->shutdown();  // aborts and joins migrations, cancels relays
   impl_->service->shutdown();
   try {
     impl_->listener->close().wait();

@@ -26,8 +26,8 @@ struct AgentServerOptions {
   std::string control_token;  // empty: the control API refuses every call
   int max_queue = 256;
   std::chrono::milliseconds heartbeat{1000};
-  size_t resume_log_events = 1024;             // recent events per stream kept for Last-Event-ID
-  std::chrono::seconds resume_ttl{60};         // how long a finished stream can still be resumed
+  size_t resume_log_events = 1024;      // recent events per stream kept for Last-Event-ID
+  std::chrono::seconds resume_ttl{60};  // how long a finished stream can still be resumed
 };
 
 class AgentServer {

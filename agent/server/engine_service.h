@@ -31,6 +31,10 @@ class RequestSink {
   virtual void on_event(const engine::TokenEvent& event) = 0;
   // The request ended without finishing (engine failure or shutdown). Called once, last.
   virtual void on_failure(const Status& status) = 0;
+  // The request goes on elsewhere but this agent stops following it (it is shutting down):
+  // end the client's connection without ending the stream, so the client resumes where the
+  // request now runs.
+  virtual void on_abandoned() { on_failure(unavailable("this agent no longer follows the request")); }
 };
 
 struct EngineServiceOptions {
@@ -81,6 +85,11 @@ class EngineService {
   // open-request count.
   std::map<std::string, std::shared_ptr<RequestSink>> take_sinks(const std::vector<std::string>& request_ids);
   void adopt_sink(const std::string& request_id, std::shared_ptr<RequestSink> sink);
+  // The sink of an open request, or null (engine thread only).
+  std::shared_ptr<RequestSink> sink_of(const std::string& request_id) const {
+    auto it = sinks_.find(request_id);
+    return it == sinks_.end() ? nullptr : it->second;
+  }
 
   // Called on the engine thread after every step, with the engine's counters.
   void set_step_observer(std::function<void(const engine::EngineStats&)> observer);

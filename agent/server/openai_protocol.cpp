@@ -26,14 +26,22 @@ ApiError field_error(const std::string& param, const std::string& message, const
 
 const char* json_type_name(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    case json::value_t::binary: return "binary";
-    case json::value_t::discarded: return "invalid";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::binary:
+      return "binary";
+    case json::value_t::discarded:
+      return "invalid";
+    default:
+      return "a number";
   }
 }
 
@@ -63,8 +71,8 @@ std::optional<ApiError> read_int(const json& body, const char* key, int64_t lo, 
     return field_error(key, std::string("'") + key + "' must be at most " + std::to_string(hi));
   int64_t x = v.get<int64_t>();
   if (x < lo || x > hi)
-    return field_error(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " +
-                                std::to_string(hi) + "], got " + std::to_string(x));
+    return field_error(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "], got " + std::to_string(x));
   *out = x;
   return std::nullopt;
 }
@@ -90,7 +98,8 @@ std::optional<ApiError> read_content(const json& v, const std::string& param, st
       std::string p = param + "[" + std::to_string(i) + "]";
       if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
           !part["text"].is_string())
-        return field_error(p, "'" + p + "' must be {\"type\": \"text\", \"text\": string}; only text content is supported");
+        return field_error(
+            p, "'" + p + "' must be {\"type\": \"text\", \"text\": string}; only text content is supported");
       *out += part["text"].get<std::string>();
     }
     return std::nullopt;
@@ -115,8 +124,9 @@ std::optional<ApiError> parse_api_request(const std::string& body_text, Endpoint
                        "invalid_type");
   r.model = body["model"].get<std::string>();
   if (r.model != served_model) {
-    ApiError e = field_error("model", "the model '" + r.model + "' does not exist; this server serves '" +
-                                          served_model + "'", "model_not_found");
+    ApiError e =
+        field_error("model", "the model '" + r.model + "' does not exist; this server serves '" + served_model + "'",
+                    "model_not_found");
     e.http_status = 404;
     return e;
   }
@@ -130,7 +140,8 @@ std::optional<ApiError> parse_api_request(const std::string& body_text, Endpoint
       r.prompt_is_ids = true;
       for (size_t i = 0; i < p.size(); ++i) {
         if (!p[i].is_number_integer() || p[i].get<int64_t>() < 0 || p[i].get<int64_t>() > INT32_MAX)
-          return field_error("prompt", "'prompt[" + std::to_string(i) + "]' must be a token id (a non-negative integer)",
+          return field_error("prompt",
+                             "'prompt[" + std::to_string(i) + "]' must be a token id (a non-negative integer)",
                              "invalid_type");
         r.prompt_ids.push_back(p[i].get<int32_t>());
       }
@@ -143,8 +154,7 @@ std::optional<ApiError> parse_api_request(const std::string& body_text, Endpoint
                          std::string("'prompt' must be a string or an array of token ids, got ") + json_type_name(p),
                          "invalid_type");
     }
-    if (r.prompt_is_ids ? r.prompt_ids.empty() : r.prompt.empty())
-      return field_error("prompt", "'prompt' is empty");
+    if (r.prompt_is_ids ? r.prompt_ids.empty() : r.prompt.empty()) return field_error("prompt", "'prompt' is empty");
   } else {
     if (!body.contains("messages"))
       return field_error("messages", "'messages' is required", "missing_required_parameter");
@@ -159,8 +169,8 @@ std::optional<ApiError> parse_api_request(const std::string& body_text, Endpoint
       ChatMessage msg;
       msg.role = m[i]["role"].get<std::string>();
       if (msg.role != "system" && msg.role != "user" && msg.role != "assistant" && msg.role != "developer")
-        return field_error(p + ".role", "'" + p + ".role' is '" + msg.role +
-                                            "'; expected system, developer, user or assistant");
+        return field_error(p + ".role",
+                           "'" + p + ".role' is '" + msg.role + "'; expected system, developer, user or assistant");
       if (!m[i].contains("content") || m[i]["content"].is_null())
         return field_error(p + ".content", "'" + p + ".content' is required", "missing_required_parameter");
       if (auto e = read_content(m[i]["content"], p + ".content", &msg.content)) return e;
@@ -193,7 +203,8 @@ std::optional<ApiError> parse_api_request(const std::string& body_text, Endpoint
     } else if (s.is_array()) {
       if (s.size() > 4) return field_error("stop", "'stop' holds at most 4 strings");
       for (const auto& x : s) {
-        if (!x.is_string()) return field_error("stop", "'stop' must be a string or an array of strings", "invalid_type");
+        if (!x.is_string())
+          return field_error("stop", "'stop' must be a string or an array of strings", "invalid_type");
         r.stop.push_back(x.get<std::string>());
       }
     } else {
@@ -272,7 +283,9 @@ std::optional<ApiError> build_generation_request(const ApiRequest& api, const en
   } else {
     g.prompt = tokenizer.encode(api.prompt);
   }
-  if (g.prompt.empty()) return field_error(api.endpoint == Endpoint::kCompletions ? "prompt" : "messages", "the prompt encodes to no tokens");
+  if (g.prompt.empty())
+    return field_error(api.endpoint == Endpoint::kCompletions ? "prompt" : "messages",
+                       "the prompt encodes to no tokens");
   const int64_t prompt_len = static_cast<int64_t>(g.prompt.size());
   if (prompt_len >= max_model_len) {
     ApiError e = field_error(api.endpoint == Endpoint::kCompletions ? "prompt" : "messages",
@@ -284,12 +297,12 @@ std::optional<ApiError> build_generation_request(const ApiRequest& api, const en
   int64_t room = max_model_len - prompt_len;
   int64_t max_tokens = api.max_tokens ? *api.max_tokens : (api.endpoint == Endpoint::kCompletions ? 16 : room);
   if (max_tokens > room)
-    return field_error("max_tokens", "'max_tokens' = " + std::to_string(max_tokens) +
-                                         " does not fit: this model's maximum context length is " +
-                                         std::to_string(max_model_len) + " tokens; you requested " + std::to_string(prompt_len + max_tokens) + " (" +
-                                         std::to_string(prompt_len) + " in the prompt, " + std::to_string(max_tokens) +
-                                         " to generate)",
-                       "context_length_exceeded");
+    return field_error(
+        "max_tokens",
+        "'max_tokens' = " + std::to_string(max_tokens) + " does not fit: this model's maximum context length is " +
+            std::to_string(max_model_len) + " tokens; you requested " + std::to_string(prompt_len + max_tokens) + " (" +
+            std::to_string(prompt_len) + " in the prompt, " + std::to_string(max_tokens) + " to generate)",
+        "context_length_exceeded");
   g.stop.max_tokens = static_cast<int>(max_tokens);
   g.stop.stop = api.stop;
   g.stop.ignore_eos = api.ignore_eos;
@@ -300,7 +313,8 @@ std::optional<ApiError> build_generation_request(const ApiRequest& api, const en
 }
 
 json completion_response(Endpoint endpoint, const CompletionResult& r) {
-  json choice = {{"index", 0}, {"finish_reason", r.finish_reason.empty() ? json(nullptr) : json(r.finish_reason)},
+  json choice = {{"index", 0},
+                 {"finish_reason", r.finish_reason.empty() ? json(nullptr) : json(r.finish_reason)},
                  {"token_ids", r.token_ids}};
   bool chat = endpoint == Endpoint::kChatCompletions;
   if (chat) {
@@ -325,7 +339,8 @@ json stream_chunk(Endpoint endpoint, const std::string& id, int64_t created, con
                   const std::string& text, const std::vector<int32_t>& token_ids, const std::string& finish_reason,
                   bool first) {
   bool chat = endpoint == Endpoint::kChatCompletions;
-  json choice = {{"index", 0}, {"token_ids", token_ids},
+  json choice = {{"index", 0},
+                 {"token_ids", token_ids},
                  {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (chat) {
     json delta = json::object();
@@ -357,7 +372,9 @@ json usage_chunk(Endpoint endpoint, const std::string& id, int64_t created, cons
             {"total_tokens", prompt_tokens + completion_tokens}}}};
 }
 
-const char* endpoint_label(Endpoint e) { return e == Endpoint::kChatCompletions ? "chat_completions" : "completions"; }
+const char* endpoint_label(Endpoint e) {
+  return e == Endpoint::kChatCompletions ? "chat_completions" : "completions";
+}
 
 ApiError status_to_api_error(const Status& st) {
   ApiError e;

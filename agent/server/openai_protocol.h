@@ -38,11 +38,11 @@ struct ChatMessage {
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;
-  std::string prompt;                  // completions: text
-  std::vector<int32_t> prompt_ids;     // completions: token ids instead of text
+  std::string prompt;               // completions: text
+  std::vector<int32_t> prompt_ids;  // completions: token ids instead of text
   bool prompt_is_ids = false;
-  std::vector<ChatMessage> messages;   // chat
-  std::optional<int> max_tokens;       // absent: 16 for completions, the rest of the context for chat
+  std::vector<ChatMessage> messages;  // chat
+  std::optional<int> max_tokens;      // absent: 16 for completions, the rest of the context for chat
   engine::SamplingParams sampling;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;

@@ -42,7 +42,10 @@ StatusOr<ResponseState> ResponseState::from_json(const json& j) {
 
 ResponseSink::ResponseSink(std::weak_ptr<SinkHost> host, web::http::http_request request, ResponseState state,
                            Clock::time_point arrival, std::shared_ptr<SseStream> sse)
-    : host_(std::move(host)), request_(std::move(request)), state_(std::move(state)), arrival_(arrival),
+    : host_(std::move(host)),
+      request_(std::move(request)),
+      state_(std::move(state)),
+      arrival_(arrival),
       sse_(std::move(sse)) {}
 
 void ResponseSink::start_stream() {
@@ -84,9 +87,9 @@ void ResponseSink::on_event(const engine::TokenEvent& ev) {
   }
   std::vector<int32_t> ids;
   if (ev.token >= 0) ids.push_back(ev.token);
-  sse_->append(stream_chunk(state_.endpoint, state_.id, state_.created, state_.model, ev.text, ids, finish,
-                            !state_.role_sent)
-                   .dump());
+  sse_->append(
+      stream_chunk(state_.endpoint, state_.id, state_.created, state_.model, ev.text, ids, finish, !state_.role_sent)
+          .dump());
   state_.role_sent = true;
   if (ev.finish != engine::FinishReason::kNone) {
     if (state_.include_usage)
@@ -109,6 +112,14 @@ void ResponseSink::on_failure(const Status& status) {
   sse_->append(e.to_json().dump());
   sse_->append("[DONE]");
   sse_->finish();
+}
+
+void ResponseSink::on_abandoned() {
+  if (sse_) {
+    sse_->finish();  // the connection closes without [DONE]: the client resumes on the target
+    return;
+  }
+  on_failure(unavailable("the agent relaying this request is shutting down; the request went on elsewhere"));
 }
 
 ResponseState ResponseSink::state() const {

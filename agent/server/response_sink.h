@@ -58,6 +58,7 @@ class ResponseSink : public RequestSink, public std::enable_shared_from_this<Res
   void start_stream();
   void on_event(const engine::TokenEvent& ev) override;
   void on_failure(const Status& status) override;
+  void on_abandoned() override;
 
   // The state to travel with the request.
   ResponseState state() const;

@@ -10,27 +10,48 @@ using prometheus::BuildHistogram;
 
 ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
-  requests_ = &BuildCounter().Name("hotswap_requests_total").Help("HTTP requests by endpoint and status code").Register(r);
+  requests_ =
+      &BuildCounter().Name("hotswap_requests_total").Help("HTTP requests by endpoint and status code").Register(r);
   generated_ = &BuildCounter().Name("hotswap_generated_tokens_total").Help("Tokens generated").Register(r).Add({});
-  prompt_ = &BuildCounter().Name("hotswap_prompt_tokens_total").Help("Prompt tokens prefilled (recomputation included)")
-                 .Register(r).Add({});
-  preemptions_ = &BuildCounter().Name("hotswap_preemptions_total").Help("Sequences preempted for lack of KV blocks")
-                      .Register(r).Add({});
-  steps_ = &BuildCounter().Name("hotswap_engine_steps_total").Help("Engine iterations (forward passes)").Register(r).Add({});
-  ttft_ = &BuildHistogram().Name("hotswap_time_to_first_token_seconds").Help("Request arrival to its first token")
-               .Register(r).Add({}, latency_buckets_seconds());
-  itl_ = &BuildHistogram().Name("hotswap_inter_token_latency_seconds").Help("Gap between consecutive tokens of a request")
-              .Register(r).Add({}, latency_buckets_seconds());
-  batch_tokens_ = &BuildHistogram().Name("hotswap_batch_tokens").Help("Tokens per engine step")
-                       .Register(r).Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048});
+  prompt_ = &BuildCounter()
+                 .Name("hotswap_prompt_tokens_total")
+                 .Help("Prompt tokens prefilled (recomputation included)")
+                 .Register(r)
+                 .Add({});
+  preemptions_ = &BuildCounter()
+                      .Name("hotswap_preemptions_total")
+                      .Help("Sequences preempted for lack of KV blocks")
+                      .Register(r)
+                      .Add({});
+  steps_ =
+      &BuildCounter().Name("hotswap_engine_steps_total").Help("Engine iterations (forward passes)").Register(r).Add({});
+  ttft_ = &BuildHistogram()
+               .Name("hotswap_time_to_first_token_seconds")
+               .Help("Request arrival to its first token")
+               .Register(r)
+               .Add({}, latency_buckets_seconds());
+  itl_ = &BuildHistogram()
+              .Name("hotswap_inter_token_latency_seconds")
+              .Help("Gap between consecutive tokens of a request")
+              .Register(r)
+              .Add({}, latency_buckets_seconds());
+  batch_tokens_ =
+      &BuildHistogram()
+           .Name("hotswap_batch_tokens")
+           .Help("Tokens per engine step")
+           .Register(r)
+           .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048});
   queue_depth_ = &BuildGauge().Name("hotswap_queue_depth").Help("Requests waiting to be scheduled").Register(r).Add({});
   running_ = &BuildGauge().Name("hotswap_running_sequences").Help("Sequences in the running batch").Register(r).Add({});
   open_ = &BuildGauge().Name("hotswap_open_requests").Help("Requests accepted and not finished").Register(r).Add({});
   auto& kv = BuildGauge().Name("hotswap_kv_blocks").Help("KV cache blocks by state").Register(r);
   kv_used_ = &kv.Add({{"state", "used"}});
   kv_free_ = &kv.Add({{"state", "free"}});
-  batch_sequences_ = &BuildGauge().Name("hotswap_batch_sequences").Help("Sequences in the most recent engine step")
-                          .Register(r).Add({});
+  batch_sequences_ = &BuildGauge()
+                          .Name("hotswap_batch_sequences")
+                          .Help("Sequences in the most recent engine step")
+                          .Register(r)
+                          .Add({});
 }
 
 void ServerMetrics::count_request(const std::string& endpoint, int code) {

@@ -12,6 +12,7 @@
 #include <cpprest/http_listener.h>
 #include <cpprest/producerconsumerstream.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -49,6 +50,11 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
   // on_gone(): the consumer's connection failed before the stream finished.
   Status attach(const web::http::http_request& request, int64_t last_event_id, std::function<void()> on_gone);
 
+  // A stream whose request moved here from another agent keeps running when its consumer (the
+  // source's relay) goes away: the client may come back here with Last-Event-ID.
+  void set_outlives_consumer(bool v) { outlives_consumer_ = v; }
+  bool outlives_consumer() const { return outlives_consumer_; }
+
   bool finished() const;
   Clock::time_point finished_at() const;
   int64_t next_event_id() const;
@@ -72,6 +78,7 @@ class SseStream : public std::enable_shared_from_this<SseStream> {
   int64_t next_event_id_;
   bool finished_ = false;
   bool ever_attached_ = false;
+  std::atomic<bool> outlives_consumer_{false};
   Clock::time_point finished_at_{}, last_write_;
   std::unique_ptr<Consumer> consumer_;
   uint64_t consumer_generation_ = 0;

@@ -64,7 +64,13 @@ class StreamRelay::Impl : public http::BodySink {
     }
   }
 
-  void cancel() { cancel_.cancel(); }
+  void cancel() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      abandoned_ = true;
+    }
+    cancel_.cancel();
+  }
 
  protected:
   void on_bytes(const uint8_t* data, size_t n, Clock::time_point) override {
@@ -123,7 +129,12 @@ class StreamRelay::Impl : public http::BodySink {
     if (ended_) return;
     ended_ = true;
     if (!failure_.ok()) st = failure_;
-    if (!st.ok() && !finished_) sink_->on_failure(st);
+    if (abandoned_ && !finished_) {
+      sink_->on_abandoned();
+      st = unavailable("relay of stream '" + options_.request_id + "' cancelled here");
+    } else if (!st.ok() && !finished_) {
+      sink_->on_failure(st);
+    }
     if (done_) done_(st);
   }
 
@@ -135,7 +146,7 @@ class StreamRelay::Impl : public http::BodySink {
   std::mutex mu_;
   SseParser parser_;
   int64_t next_index_;
-  bool finished_ = false, ended_ = false;
+  bool finished_ = false, ended_ = false, abandoned_ = false;
   Status failure_;
 };
 

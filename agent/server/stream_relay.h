@@ -36,7 +36,8 @@ class StreamRelay {
   // the error that ended it (the sink then got on_failure too).
   static std::shared_ptr<StreamRelay> start(const StreamRelayOptions& options, std::shared_ptr<RequestSink> sink,
                                             std::function<void(const Status&)> done);
-  // Stops following (the connection closes); `done` reports a cancellation.
+  // Stops following (the connection closes): the sink is abandoned (its client's connection
+  // ends without the stream ending, to resume on the other agent); `done` reports it.
   void cancel();
 
   class Impl;

@@ -47,12 +47,9 @@ TEST(AgentServer, StreamingAndNonStreamingGiveTheEngineTokens) {
 
 TEST(AgentServer, ChatCompletionStreamsARoleThenContent) {
   testing::TestServer ts;
-  json body = {{"model", "tiny"},
-               {"messages", {{{"role", "user"}, {"content", "Where is the cache?"}}}},
-               {"max_tokens", 6},
-               {"temperature", 0},
-               {"stream", true},
-               {"stream_options", {{"include_usage", true}}}};
+  json body = {{"model", "tiny"}, {"messages", {{{"role", "user"}, {"content", "Where is the cache?"}}}},
+               {"max_tokens", 6}, {"temperature", 0},
+               {"stream", true},  {"stream_options", {{"include_usage", true}}}};
   HttpResponse s = http_call(ts.port, "POST", "/v1/chat/completions", body.dump());
   ASSERT_EQ(s.status, 200) << s.body;
   auto events = testing::parse_sse(s.body);
@@ -73,15 +70,16 @@ TEST(AgentServer, SixtyFourConcurrentStreamsAllCompleteWithTheirTokens) {
   std::vector<std::thread> clients;
   for (int i = 0; i < n; ++i) {
     clients.emplace_back([&, i] {
-      HttpResponse s = http_call(ts.port, "POST", "/v1/completions",
-                                 completion_body("stream number " + std::to_string(i), 16, i % 2 ? 0.7f : 0.0f, i, true));
+      HttpResponse s =
+          http_call(ts.port, "POST", "/v1/completions",
+                    completion_body("stream number " + std::to_string(i), 16, i % 2 ? 0.7f : 0.0f, i, true));
       if (s.status == 200) got[i] = testing::stream_tokens(s.body);
     });
   }
   for (auto& t : clients) t.join();
   for (int i = 0; i < n; ++i) {
-    want[i] = testing::reference_tokens(ts.model, ts.model->tokenizer().encode("stream number " + std::to_string(i)), 16,
-                                        i % 2 ? 0.7f : 0.0f, i);
+    want[i] = testing::reference_tokens(ts.model, ts.model->tokenizer().encode("stream number " + std::to_string(i)),
+                                        16, i % 2 ? 0.7f : 0.0f, i);
     EXPECT_EQ(got[i], want[i]) << "stream " << i;
   }
 }

@@ -18,7 +18,7 @@
 namespace hotswap::testing {
 
 struct HttpResponse {
-  int status = 0;  // 0: no response (connection failed or timed out)
+  int status = 0;                              // 0: no response (connection failed or timed out)
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };

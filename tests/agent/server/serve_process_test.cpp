@@ -84,8 +84,8 @@ TEST(ServeProcess, StreamedAndWholeResponsesMatchTheGenerateCommand) {
   const std::string prompt = "The replica moves";
   auto want = generate_cli_tokens(model, prompt, 20, 0.9, 11);
   ASSERT_EQ(want.size(), 20u);
-  json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 20}, {"temperature", 0.9},
-               {"seed", 11},      {"ignore_eos", true}};
+  json body = {{"model", "tiny"},    {"prompt", prompt}, {"max_tokens", 20},
+               {"temperature", 0.9}, {"seed", 11},       {"ignore_eos", true}};
   auto whole = http_call(agent.port, "POST", "/v1/completions", body.dump());
   ASSERT_EQ(whole.status, 200) << whole.body;
   EXPECT_EQ(json::parse(whole.body)["choices"][0]["token_ids"].get<std::vector<int32_t>>(), want);
@@ -103,8 +103,9 @@ TEST(ServeProcess, SigtermLetsOpenStreamsFinishThenExitsZero) {
   std::vector<std::unique_ptr<testing::HttpConnection>> streams;
   for (int i = 0; i < n; ++i) {
     streams.push_back(std::make_unique<testing::HttpConnection>(agent.port));
-    json body = {{"model", "tiny"}, {"prompt", "stream " + std::to_string(i)}, {"max_tokens", tokens},
-                 {"temperature", 0}, {"ignore_eos", true}, {"stream", true}};
+    json body = {{"model", "tiny"},      {"prompt", "stream " + std::to_string(i)},
+                 {"max_tokens", tokens}, {"temperature", 0},
+                 {"ignore_eos", true},   {"stream", true}};
     ASSERT_TRUE(streams.back()->send_request("POST", "/v1/completions", body.dump()));
   }
   std::vector<std::string> bodies(n);

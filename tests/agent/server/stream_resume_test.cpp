@@ -84,8 +84,8 @@ TEST(StreamResume, AReconnectingClientTakesOverALiveStreamWithoutLossOrRepeat) {
   seen = seen.substr(0, seen.rfind("\n\n") + 2);
   auto before = parse_sse(seen);
   std::string id = request_id_of(seen);
-  HttpResponse rest = http_call(ts.port, "GET", "/v1/streams/" + id, "",
-                                {{"Last-Event-ID", std::to_string(before.back().first)}});
+  HttpResponse rest =
+      http_call(ts.port, "GET", "/v1/streams/" + id, "", {{"Last-Event-ID", std::to_string(before.back().first)}});
   ASSERT_EQ(rest.status, 200);
   // The first connection was ended cleanly (it is no longer the consumer) ...
   first.read_all_body();

@@ -1,0 +1,469 @@
+#include "agent/migration/migration_session.h"
+
+#include <algorithm>
+#include <limits>
+#include <set>
+
+#include "kernels/ops.h"
+
+namespace hotswap::migration {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+const char* migration_mode_name(MigrationMode m) {
+  switch (m) {
+    case MigrationMode::kKv:
+      return "kv";
+    case MigrationMode::kRecompute:
+      return "recompute";
+    case MigrationMode::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+StatusOr<MigrationMode> parse_migration_mode(const std::string& name) {
+  if (name == "kv") return MigrationMode::kKv;
+  if (name == "recompute") return MigrationMode::kRecompute;
+  if (name == "auto") return MigrationMode::kAuto;
+  return invalid_argument("migration mode '" + name + "' is not one of kv, recompute, auto");
+}
+
+json MigrationReport::to_json() const {
+  json r = json::array();
+  for (const auto& x : rounds)
+    r.push_back({{"sequences", x.sequences}, {"blocks", x.blocks}, {"bytes", x.bytes}, {"seconds", x.seconds}});
+  json j = {{"result", result},
+            {"mode", mode},
+            {"precopy_end", precopy_end},
+            {"rounds", r},
+            {"sequences", sequences},
+            {"queued", queued},
+            {"recomputed", recomputed},
+            {"bytes", bytes},
+            {"link_bytes_per_s", link_bytes_per_s},
+            {"estimated_downtime_ms", estimated_downtime_ms},
+            {"switch_ms", switch_ms}};
+  if (!error.empty()) j["error"] = error;
+  return j;
+}
+
+SequenceState to_sequence_state(const engine::SequenceSnapshot& s, const json& params, int64_t position,
+                                int64_t kv_blocks) {
+  SequenceState st;
+  st.request_id = s.request.id;
+  st.prompt = s.request.prompt;
+  st.generated = s.generated;
+  st.position = position;
+  st.sampling.temperature = s.request.sampling.temperature;
+  st.sampling.top_p = s.request.sampling.top_p;
+  st.sampling.top_k = s.request.sampling.top_k;
+  st.sampling.seed = s.request.seed.value_or(s.request.sampling.seed);
+  st.stop.max_tokens = s.request.stop.max_tokens;
+  st.stop.stop = s.request.stop.stop;
+  st.stop.stop_token_ids = s.request.stop.stop_token_ids;
+  st.stop.ignore_eos = s.request.stop.ignore_eos;
+  st.stream.text_bytes = s.text_bytes;
+  st.stream.text_emitted_bytes = s.text_emitted;
+  st.stream.last_event_id = params.is_object() ? params.value("last_event_id", int64_t{-1}) : -1;
+  st.params = params.is_object() ? params : json::object();
+  st.kv_blocks = kv_blocks;
+  return st;
+}
+
+engine::SequenceSnapshot to_engine_snapshot(const SequenceState& s) {
+  engine::SequenceSnapshot e;
+  e.request.id = s.request_id;
+  e.request.prompt = s.prompt;
+  e.request.sampling.temperature = static_cast<float>(s.sampling.temperature);
+  e.request.sampling.top_p = static_cast<float>(s.sampling.top_p);
+  e.request.sampling.top_k = s.sampling.top_k;
+  e.request.sampling.seed = s.sampling.seed;
+  e.request.seed = s.sampling.seed;
+  e.request.stop.max_tokens = s.stop.max_tokens;
+  e.request.stop.stop = s.stop.stop;
+  e.request.stop.stop_token_ids = s.stop.stop_token_ids;
+  e.request.stop.ignore_eos = s.stop.ignore_eos;
+  e.generated = s.generated;
+  e.position = s.position;
+  e.text_bytes = s.stream.text_bytes;
+  e.text_emitted = s.stream.text_emitted_bytes;
+  e.running = s.position > 0;
+  return e;
+}
+
+namespace {
+
+// The KV of one sequence read in one engine call, waiting to be sent.
+struct Piece {
+  SequenceState state;
+  int64_t first_block = 0, count = 0;
+  std::vector<uint8_t> data;
+};
+
+// Per migrating sequence: which of its blocks the target already holds.
+struct Track {
+  int64_t epoch = -1;
+  int64_t sent_blocks = 0;  // blocks [0, sent_blocks) are final and sent
+};
+
+}  // namespace
+
+StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender, const EngineCall& engine,
+                                     const SourceHooks& hooks) {
+  MigrationReport rep;
+  rep.precopy_end = "none";
+  kernels::KvLayout layout;
+  std::vector<std::string> ids;
+  HOTSWAP_RETURN_IF_ERROR(engine([&](engine::Engine& e) {
+    layout = e.kv_layout();
+    if (plan.request_ids.empty()) {
+      for (const auto& s : e.sequences()) ids.push_back(s.request_id);
+      return Status();
+    }
+    for (const auto& id : plan.request_ids) {
+      if (!e.snapshot(id).ok()) return not_found("no request '" + id + "' to migrate");
+      ids.push_back(id);
+    }
+    return Status();
+  }));
+  const int64_t block_bytes = static_cast<int64_t>(layout.block_bytes());
+  auto params_of = [&](const std::string& id) { return hooks.params ? hooks.params(id) : json::object(); };
+
+  SnapshotWriter writer(snapshot_sink(sender, plan.timeout));
+  auto fail = [&](const Status& st) {
+    rep.result = "failed";
+    rep.error = st.to_string();
+    sender.abort(st);
+    return rep;
+  };
+  Manifest m;
+  m.migration_id = plan.migration_id;
+  m.source = plan.source;
+  m.model_digest = plan.model_digest;
+  m.architecture = plan.architecture;
+  m.weight_dtype = plan.weight_dtype;
+  m.kv_layout = layout;
+  m.created_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  if (Status st = writer.write_manifest(m); !st.ok()) return fail(st);
+
+  MigrationMode mode = plan.mode;
+  std::map<std::string, Track> track;
+  std::set<std::string> recompute_ids;  // sequences the convergence rule sends without KV
+  double sent_seconds = 0;
+  int64_t sent_bytes = 0;
+
+  // Reads every migrating running sequence's unsent blocks (and its state) in one engine call.
+  auto read_dirty = [&](std::vector<Piece>* pieces, bool detach, std::vector<engine::SequenceSnapshot>* snaps) {
+    return engine([&](engine::Engine& e) {
+      std::vector<std::string> gone;
+      for (const auto& id : ids) {
+        auto snap = e.snapshot(id);
+        if (!snap.ok()) continue;  // finished meanwhile: nothing left to move
+        const bool with_kv =
+            mode == MigrationMode::kKv && snap->running && snap->position > 0 && !recompute_ids.count(id);
+        Piece p;
+        if (with_kv) {
+          Track& t = track[id];
+          if (t.epoch != snap->kv_epoch) t = Track{snap->kv_epoch, 0};
+          const int64_t total = layout.blocks_for(snap->position);
+          p.state = to_sequence_state(*snap, params_of(id), snap->position, total);
+          p.first_block = std::min(t.sent_blocks, total);
+          p.count = total - p.first_block;
+          if (p.count > 0) {
+            p.data.resize(static_cast<size_t>(p.count * block_bytes));
+            HOTSWAP_RETURN_IF_ERROR(e.read_kv_blocks(id, p.first_block, p.count, p.data.data()));
+          }
+          t.sent_blocks = snap->position / layout.block_size;  // the partial tail block goes again
+        } else if (detach) {
+          p.state = to_sequence_state(*snap, params_of(id), 0, 0);
+        } else {
+          continue;  // queued, or sent without KV: only at the switch
+        }
+        if (detach) {
+          HOTSWAP_RETURN_IF_ERROR(e.detach(id));
+          gone.push_back(id);
+          snaps->push_back(*snap);
+        }
+        pieces->push_back(std::move(p));
+      }
+      if (detach && hooks.on_detached) hooks.on_detached(gone);
+      return Status();
+    });
+  };
+  auto send_pieces = [&](const std::vector<Piece>& pieces, int64_t round, RoundReport* r) -> Status {
+    auto t0 = Clock::now();
+    const uint64_t before = sender.stats().bytes_written;
+    for (const auto& p : pieces) {
+      HOTSWAP_RETURN_IF_ERROR(writer.write_sequence_state(p.state));
+      if (p.count > 0) {
+        KvBlocks kb;
+        kb.request_id = p.state.request_id;
+        kb.first_block = p.first_block;
+        kb.count = p.count;
+        kb.round = round;
+        kb.block_bytes = static_cast<uint64_t>(block_bytes);
+        kb.data = std::span<const uint8_t>(p.data.data(), p.data.size());
+        HOTSWAP_RETURN_IF_ERROR(writer.write_kv_blocks(kb));
+        r->blocks += p.count;
+      }
+      ++r->sequences;
+    }
+    HOTSWAP_RETURN_IF_ERROR(sender.flush(plan.timeout));
+    r->bytes = static_cast<int64_t>(sender.stats().bytes_written - before);
+    r->seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    sent_bytes += r->bytes;
+    sent_seconds += r->seconds;
+    rep.link_bytes_per_s = sent_seconds > 0 ? sent_bytes / sent_seconds : 0;
+    return Status();
+  };
+  // Blocks that would have to go now: each sequence's unsent blocks.
+  auto dirty_blocks = [&](int64_t* blocks, int64_t* tokens) {
+    return engine([&](engine::Engine& e) {
+      *blocks = 0;
+      *tokens = 0;
+      for (const auto& id : ids) {
+        auto snap = e.snapshot(id);
+        if (!snap.ok()) continue;
+        *tokens += static_cast<int64_t>(snap->request.prompt.size() + snap->generated.size());
+        if (!snap->running || snap->position == 0) continue;
+        auto it = track.find(id);
+        int64_t sent = (it == track.end() || it->second.epoch != snap->kv_epoch) ? 0 : it->second.sent_blocks;
+        *blocks += layout.blocks_for(snap->position) - std::min(sent, layout.blocks_for(snap->position));
+      }
+      return Status();
+    });
+  };
+
+  if (mode != MigrationMode::kRecompute) {
+    MigrationMode precopy_mode = mode;
+    mode = MigrationMode::kKv;
+    int64_t prev_dirty = std::numeric_limits<int64_t>::max();
+    rep.precopy_end = "round_limit";
+    for (int round = 0; round < std::max(1, plan.max_rounds); ++round) {
+      std::vector<Piece> pieces;
+      if (Status st = read_dirty(&pieces, false, nullptr); !st.ok()) return fail(st);
+      RoundReport r;
+      if (Status st = send_pieces(pieces, round, &r); !st.ok()) return fail(st);
+      rep.rounds.push_back(r);
+      int64_t dirty = 0, tokens = 0;
+      if (Status st = dirty_blocks(&dirty, &tokens); !st.ok()) return fail(st);
+      const double rate = std::max(rep.link_bytes_per_s, 1.0);
+      rep.estimated_downtime_ms = 1000.0 * static_cast<double>(dirty * block_bytes) / rate;
+      if (precopy_mode == MigrationMode::kAuto && round == 0 && plan.prefill_tokens_per_s > 0) {
+        // Auto: the whole KV again at this rate, against prefilling every token on the target.
+        double kv_s = static_cast<double>(sent_bytes) / rate;
+        double recompute_s = static_cast<double>(tokens) / plan.prefill_tokens_per_s;
+        if (recompute_s < kv_s) {
+          mode = MigrationMode::kRecompute;
+          rep.precopy_end = "auto_recompute";
+          break;
+        }
+      }
+      if (rep.estimated_downtime_ms <= plan.downtime_budget_ms) {
+        rep.precopy_end = "budget";
+        break;
+      }
+      if (dirty >= prev_dirty) {
+        // Decoding dirties blocks faster than the link sends them: stop here. What is left
+        // does not fit the budget, so those sequences go without KV (recomputed on arrival).
+        rep.precopy_end = "not_converging";
+        for (const auto& id : ids) recompute_ids.insert(id);
+        break;
+      }
+      prev_dirty = dirty;
+    }
+  }
+  rep.mode = migration_mode_name(mode);
+
+  // The switch: the pause starts here.
+  const auto pause = Clock::now();
+  std::vector<Piece> last;
+  std::vector<engine::SequenceSnapshot> snaps;
+  Status st = read_dirty(&last, true, &snaps);
+  auto roll_back = [&](const Status& why) {
+    sender.abort(why);
+    std::vector<std::string> back;
+    Status restored = engine([&](engine::Engine& e) {
+      for (const auto& s : snaps) {
+        if (e.import_sequence(s, nullptr).ok()) back.push_back(s.request.id);
+      }
+      if (hooks.on_restored) hooks.on_restored(back);
+      return Status();
+    });
+    rep.result = restored.ok() && back.size() == snaps.size() ? "rolled_back" : "failed";
+    rep.error = why.to_string();
+    return rep;
+  };
+  if (!st.ok()) return roll_back(st);
+  for (const auto& p : last) {
+    if (p.state.position > 0) {
+      ++rep.sequences;
+    } else if (std::find_if(snaps.begin(), snaps.end(), [&](const engine::SequenceSnapshot& s) {
+                 return s.request.id == p.state.request_id && s.running;
+               }) != snaps.end()) {
+      ++rep.sequences;
+      ++rep.recomputed;
+    } else {
+      ++rep.queued;
+    }
+  }
+  RoundReport final_round;
+  std::vector<Piece> running, queued;
+  for (auto& p : last) {
+    bool was_running = std::any_of(snaps.begin(), snaps.end(), [&](const engine::SequenceSnapshot& s) {
+      return s.request.id == p.state.request_id && s.running;
+    });
+    (was_running ? running : queued).push_back(std::move(p));
+  }
+  st = send_pieces(running, static_cast<int64_t>(rep.rounds.size()), &final_round);
+  for (const auto& q : queued)
+    if (st.ok()) st = writer.write_queued_request(q.state);
+  if (st.ok()) st = writer.write_end();
+  if (st.ok()) st = sender.flush(plan.timeout);
+  if (!st.ok()) return roll_back(st);
+  auto reply = sender.await_reply(plan.timeout);
+  if (!reply.ok()) return roll_back(reply.status());
+  json j = json::parse(*reply, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.value("switched", false)) {
+    std::string why = j.is_object() ? j.value("error", std::string("no reason given")) : *reply;
+    return roll_back(unavailable("the target refused the switch: " + why));
+  }
+  rep.switch_ms = std::chrono::duration<double, std::milli>(Clock::now() - pause).count();
+  rep.bytes = static_cast<int64_t>(sender.stats().bytes_written);
+  rep.result = "switched";
+  return rep;
+}
+
+StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& receiver, const EngineCall& engine,
+                                     const TargetHooks& hooks) {
+  MigrationReport rep;
+  kernels::KvLayout ours;
+  HOTSWAP_RETURN_IF_ERROR(engine([&](engine::Engine& e) {
+    ours = e.kv_layout();
+    return Status();
+  }));
+  bool ended = false;  // End arrived: the source waits for a reply; before it, an abort tells it
+  auto fail = [&](const Status& st) {
+    rep.result = "failed";
+    rep.error = st.to_string();
+    if (ended) {
+      (void)receiver.reply(json{{"switched", false}, {"error", st.to_string()}}.dump(), plan.timeout);
+    } else {
+      receiver.abort(st);
+    }
+    return rep;
+  };
+  std::optional<Manifest> manifest;
+  std::map<std::string, SequenceState> states;
+  std::vector<std::string> order;  // arrival order of the sequences
+  std::map<std::string, std::vector<uint8_t>> staged;
+  std::vector<SequenceState> queued;
+  for (;;) {
+    auto chunk = receiver.next(plan.timeout);
+    if (!chunk.ok()) {
+      rep.result = "failed";
+      rep.error = chunk.status().to_string();
+      return rep;
+    }
+    switch (chunk->kind) {
+      case ChunkKind::kManifest: {
+        const Manifest& mf = *chunk->manifest;
+        if (!plan.model_digest.empty() && mf.model_digest != plan.model_digest)
+          return fail(failed_precondition("model digest " + mf.model_digest + " differs from this agent's " +
+                                          plan.model_digest));
+        const auto& l = mf.kv_layout;
+        if (l.n_layers != ours.n_layers || l.n_kv_heads != ours.n_kv_heads || l.head_dim != ours.head_dim)
+          return fail(failed_precondition("the source's KV layout (" + std::to_string(l.n_layers) + " layers, " +
+                                          std::to_string(l.n_kv_heads) + " KV heads, head_dim " +
+                                          std::to_string(l.head_dim) + ") is not this model's"));
+        manifest = mf;
+        break;
+      }
+      case ChunkKind::kSequenceState: {
+        const SequenceState& s = *chunk->sequence_state;
+        if (!states.count(s.request_id)) order.push_back(s.request_id);
+        auto& buf = staged[s.request_id];
+        buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());
+        states[s.request_id] = s;
+        break;
+      }
+      case ChunkKind::kKvBlocks: {
+        const KvBlocks& kb = *chunk->kv_blocks;
+        auto& buf = staged[kb.request_id];
+        const size_t at = static_cast<size_t>(kb.first_block) * kb.block_bytes;
+        std::copy(kb.data.begin(), kb.data.end(), buf.begin() + static_cast<std::ptrdiff_t>(at));
+        rep.bytes += static_cast<int64_t>(kb.data.size());
+        break;
+      }
+      case ChunkKind::kQueuedRequest:
+        queued.push_back(*chunk->sequence_state);
+        break;
+      case ChunkKind::kEnd:
+        ended = true;
+        goto import;
+    }
+  }
+import:
+  Status st = engine([&](engine::Engine& e) {
+    std::vector<std::string> done;
+auto undo = [&](const Status& why) {
+  for (const auto& id : done) (void)e.detach(id);
+  return why;
+};
+const kernels::KvLayout& theirs = manifest->kv_layout;
+std::vector<uint8_t> converted;
+std::vector<std::pair<engine::SequenceSnapshot, const json*>> imported;
+for (const auto& id : order) {
+  const SequenceState& s = states.at(id);
+  engine::SequenceSnapshot snap = to_engine_snapshot(s);
+  const void* kv = nullptr;
+  if (s.position > 0) {
+    kv = staged.at(id).data();
+    if (!(theirs == ours)) {
+      // Another dtype or block size: convert on receipt.
+      converted.assign(static_cast<size_t>(ours.blocks_for(s.position)) * ours.block_bytes(), 0);
+      Status cst = kernels::kv_convert(kernels::CpuContext{}, theirs, kv, ours, converted.data(), s.position);
+      if (!cst.ok()) return undo(cst.with_context("request '" + id + "'"));
+      kv = converted.data();
+    }
+  }
+  Status ist = e.import_sequence(snap, kv);
+  if (ist.code() == StatusCode::kResourceExhausted) {
+    ist = e.import_sequence(snap, nullptr);  // no room for its KV here: recompute it
+    kv = nullptr;
+  }
+  if (!ist.ok()) return undo(ist);
+  done.push_back(id);
+  ++rep.sequences;
+  if (kv == nullptr) ++rep.recomputed;
+  imported.emplace_back(std::move(snap), &s.params);
+}
+for (const auto& q : queued) {
+  engine::SequenceSnapshot snap = to_engine_snapshot(q);
+  Status ist = e.import_sequence(snap, nullptr);
+  if (!ist.ok()) return undo(ist);
+  done.push_back(q.request_id);
+  ++rep.queued;
+  imported.emplace_back(std::move(snap), &q.params);
+}
+// Only once every import succeeded do the sequences get their sinks.
+if (hooks.on_imported)
+  for (const auto& [snap, params] : imported) hooks.on_imported(snap, *params);
+return Status();
+});
+if (!st.ok()) return fail(st);
+rep.result = "switched";
+rep.mode = rep.sequences > rep.recomputed ? "kv" : "recompute";
+Status rst = receiver.reply(
+    json{{"switched", true}, {"sequences", rep.sequences}, {"queued", rep.queued}, {"recomputed", rep.recomputed}}
+        .dump(),
+    plan.timeout);
+if (!rst.ok()) rep.error = "imported, but the reply did not go out: " + rst.to_string();
+return rep;
+}  // namespace hotswap::migration
+
+}  // namespace hotswap::migration

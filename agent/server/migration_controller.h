@@ -1,0 +1,73 @@
+// The control API's migrations (DESIGN.md, "A migration, phase by phase"):
+//   POST /control/v1/migrations               {id, source, model_digest} — prepare this agent as
+//        the target: check the digest, listen for the snapshot stream -> {"data_endpoint"}
+//   POST /control/v1/migrations/{id}/start    {data_endpoint, target_url, mode, downtime_budget_ms,
+//        bandwidth_cap_bytes_per_s, max_rounds, sequences} — run this agent as the source
+//   GET  /control/v1/migrations/{id}          phase, report (rounds, bytes, rate, downtime)
+//   POST /control/v1/migrations/{id}/abort
+// The source, after the switch, relays the target's tokens into the client connections it
+// holds (stream_relay.h). The target gives every imported request a stream that outlives its
+// consumer, so a client can reconnect to it with Last-Event-ID.
+//
+// Threads: each migration runs on a worker thread of its own; the handlers only start, read and
+// abort them, under mu_.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "agent/migration/migration_session.h"
+#include "agent/migration/transport.h"
+#include "agent/server/engine_service.h"
+#include "agent/server/response_sink.h"
+#include "agent/server/stream_relay.h"
+
+namespace hotswap::agent {
+
+struct MigrationHost {
+  EngineService* service = nullptr;
+  std::function<std::shared_ptr<SseStream>(const std::string& request_id, int64_t next_event_id)> new_stream;
+  std::weak_ptr<SinkHost> sink_host;
+  std::string listen_host = "127.0.0.1";  // where target data listeners bind
+  std::string self_name;                  // for manifests and logs
+  std::string model_digest;
+  std::string architecture;
+  kernels::DType weight_dtype = kernels::DType::kBF16;
+};
+
+class MigrationController {
+ public:
+  explicit MigrationController(MigrationHost host);
+  ~MigrationController();  // shutdown()
+  // Aborts every migration and joins their threads; later calls find them ended.
+  void shutdown();
+
+  StatusOr<nlohmann::json> prepare(const nlohmann::json& body);
+  StatusOr<nlohmann::json> start(const std::string& id, const nlohmann::json& body);
+  StatusOr<nlohmann::json> get(const std::string& id) const;
+  Status abort(const std::string& id);
+
+ private:
+  struct Migration {
+    std::string id, role, phase = "Pending";
+    nlohmann::json report = nlohmann::json::object();
+    std::string error;
+    std::unique_ptr<migration::ChunkSender> sender;      // source
+    std::unique_ptr<migration::ChunkReceiver> receiver;  // target
+    std::vector<std::shared_ptr<StreamRelay>> relays;
+    std::thread worker;
+  };
+  void run_target(Migration* m, std::shared_ptr<void> listener, std::string digest);
+  void run_source(Migration* m, nlohmann::json body);
+  migration::EngineCall engine_call() const;
+
+  MigrationHost host_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Migration>> migrations_;
+};
+
+}  // namespace hotswap::agent
