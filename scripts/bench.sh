@@ -65,7 +65,7 @@ PY
   echo "Tokens/s through \`hotswap-agent serve\` (in-process server, driven by hotswap-loadgen's runner,"
   echo "N streams, N requests of 64 tokens, greedy, EOS ignored) against the engine alone serving"
   echo "the same requests in the same run. TTFT and inter-token gaps are the loadgen's per-token"
-  echo "arrival times."
+  echo "arrival times. Each figure is the median of 3 alternating runs of both."
   echo
   echo "    $cmd_http"
   echo
