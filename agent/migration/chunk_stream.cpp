@@ -1,26 +1,11 @@
 #include "agent/migration/chunk_stream.h"
+#include "agent/migration/little_endian.h"
 
 #include <cstring>
 #include <mutex>
 
 namespace hotswap::migration {
 namespace {
-
-void put_le16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_le64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t get_le16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] | p[1] << 8);
-}
-uint64_t get_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
-  return v;
-}
 
 // Injects FaultInjection's faults into the bytes sent; everything else passes through.
 class FaultyLink final : public ByteLink {

@@ -6,17 +6,12 @@
 #include <vector>
 
 #include "agent/migration/chunk_stream.h"
+#include "agent/migration/little_endian.h"
 
 namespace hotswap::migration {
 namespace {
 
 constexpr auto kAbortSendTimeout = std::chrono::seconds(1);
-
-uint32_t get_le32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
-  return v;
-}
 
 StatusCode code_or(StatusCode code, StatusCode fallback) {
   return code == StatusCode::kOk ? fallback : code;

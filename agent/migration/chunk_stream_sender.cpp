@@ -9,6 +9,7 @@
 
 #include "agent/migration/chunk_stream.h"
 #include "agent/migration/crc32c.h"
+#include "agent/migration/little_endian.h"
 
 namespace hotswap::migration {
 namespace {
@@ -22,17 +23,6 @@ constexpr auto kAbortWaitForCall = std::chrono::milliseconds(200);
 constexpr auto kAbortSendTimeout = std::chrono::seconds(1);
 // A failed send first gives the reader thread this long to say why (an ABORT in flight).
 constexpr auto kReaderGrace = std::chrono::milliseconds(200);
-
-uint32_t get_le32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
-  return v;
-}
-uint64_t get_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
-  return v;
-}
 
 std::string ms_text(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + " ms";

@@ -1,24 +1,12 @@
 #include "agent/migration/snapshot.h"
+#include "agent/migration/little_endian.h"
 
 #include <cstring>
 
 #include "agent/migration/crc32c.h"
 
 namespace hotswap::migration {
-namespace {
-
-void put_le16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
-}
-void put_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_le64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::string chunk_kind_name(uint16_t kind) {
   switch (static_cast<ChunkKind>(kind)) {

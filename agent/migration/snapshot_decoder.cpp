@@ -1,4 +1,5 @@
 #include "agent/migration/snapshot_decoder.h"
+#include "agent/migration/little_endian.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -9,20 +10,6 @@
 
 namespace hotswap::migration {
 namespace {
-
-uint16_t get_le16(const uint8_t* p) {
-  return static_cast<uint16_t>(p[0] | p[1] << 8);
-}
-uint32_t get_le32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
-  return v;
-}
-uint64_t get_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
-  return v;
-}
 
 std::string hex32(uint32_t v) {
   char buf[16];

@@ -1,4 +1,5 @@
 #include "agent/migration/snapshot_payloads.h"
+#include "agent/migration/little_endian.h"
 
 #include <cmath>
 #include <cstring>
@@ -267,23 +268,6 @@ constexpr int kMaxLayers = 4096;
 constexpr int kMaxKvHeads = 4096;
 constexpr int kMaxHeadDim = 65536;
 constexpr int kMaxBlockSize = 65536;
-
-void put_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_le64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t get_le32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
-  return v;
-}
-uint64_t get_le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
-  return v;
-}
 
 Status check_kv_blocks_fields(const KvBlocks& b) {
   if (b.request_id.empty()) return invalid_argument("request id is empty");
