@@ -5,14 +5,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "agent/cli/commands.h"
 #include "common/flags.h"
+#include "common/token_file.h"
 
 namespace hotswap::agent {
 
@@ -71,12 +70,9 @@ int run_migrate(int argc, char** argv) {
   }
   for (const char* f : {"source", "target", "token-file"})
     if (!flags.has(f)) return fail(invalid_argument(std::string("--") + f + " is required"), 2);
-  std::ifstream tf(flags.get("token-file"));
-  if (!tf) return fail(not_found("--token-file " + flags.get("token-file") + ": cannot open"), 2);
-  std::stringstream ss;
-  ss << tf.rdbuf();
-  std::string token = ss.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  auto token_or = read_token_file(flags.get("token-file"), "--token-file");
+  if (!token_or.ok()) return fail(token_or.status(), 2);
+  const std::string token = *token_or;
   auto budget = flags.get_double("downtime-budget-ms", 50);
   auto rounds = flags.get_int("max-rounds", 8);
   auto timeout = flags.get_int("timeout-s", 120);

@@ -4,31 +4,14 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/engine_flags.h"
 #include "agent/server/agent_server.h"
 #include "common/log.h"
+#include "common/token_file.h"
 
 namespace hotswap::agent {
-
-namespace {
-
-StatusOr<std::string> read_token_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found("--control-token-file " + path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string token = ss.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.size() < 16)
-    return invalid_argument("--control-token-file " + path + ": the token must have at least 16 characters");
-  return token;
-}
-
-}  // namespace
 
 int run_serve(int argc, char** argv) {
   FlagSet flags(
@@ -75,7 +58,7 @@ int run_serve(int argc, char** argv) {
   so.port = static_cast<int>(*port);
   so.max_queue = static_cast<int>(*max_queue);
   if (flags.has("control-token-file")) {
-    auto token = read_token_file(flags.get("control-token-file"));
+    auto token = read_token_file(flags.get("control-token-file"), "--control-token-file");
     if (!token.ok()) return fail(token.status(), 2);
     so.control_token = *token;
   }
