@@ -2,6 +2,7 @@
 
 #include <cpprest/http_client.h>
 
+#include <atomic>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -64,11 +65,10 @@ class StreamRelay::Impl : public http::BodySink {
     }
   }
 
+  // Takes no lock: it may run inside on_bytes on the same thread (a sink's event can release
+  // the last reference to a server, whose shutdown cancels its relays).
   void cancel() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      abandoned_ = true;
-    }
+    abandoned_.store(true);
     cancel_.cancel();
   }
 
@@ -146,7 +146,8 @@ class StreamRelay::Impl : public http::BodySink {
   std::mutex mu_;
   SseParser parser_;
   int64_t next_index_;
-  bool finished_ = false, ended_ = false, abandoned_ = false;
+  bool finished_ = false, ended_ = false;
+  std::atomic<bool> abandoned_{false};
   Status failure_;
 };
 
