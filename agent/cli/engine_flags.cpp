@@ -6,6 +6,7 @@ void add_engine_flags(FlagSet* flags) {
   flags->add("threads", "N", "CPU threads for the kernels (default: all cores)");
   flags->add("kv-cache-mb", "MB", "KV cache size in MiB (default 256)");
   flags->add("block-size", "N", "positions per KV block (default 16)");
+  flags->add("kv-dtype", "T", "KV cache element type: f32 (default, exact migration), bf16 or f16");
   flags->add("kv-blocks", "N", "KV cache size in blocks (overrides --kv-cache-mb)");
   flags->add("max-batch-tokens", "N", "token budget per engine step (default 512)");
   flags->add("max-num-seqs", "N", "sequences per engine step (default 64)");
@@ -41,6 +42,10 @@ StatusOr<engine::EngineOptions> engine_options_from_flags(const FlagSet& flags) 
   o.max_num_seqs = static_cast<int>(seqs);
   o.max_model_len = static_cast<int>(len);
   o.kv_blocks = kv_blocks;
+  const std::string kv_dtype = flags.get("kv-dtype", "f32");
+  auto dt = kernels::parse_dtype(kv_dtype);
+  if (!dt) return invalid_argument("flag --kv-dtype = '" + kv_dtype + "' is not one of f32, bf16, f16");
+  o.kv_dtype = *dt;
   return o;
 }
 

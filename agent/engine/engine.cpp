@@ -23,7 +23,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
   e->options_ = options;
   const ModelConfig& c = model->config();
   kernels::KvLayout probe{c.num_hidden_layers, c.num_key_value_heads, c.head_dim, options.block_size,
-                          kernels::DType::kF32};
+                          options.kv_dtype};
   int64_t blocks = options.kv_blocks > 0 ? options.kv_blocks
                                          : options.kv_cache_bytes / static_cast<int64_t>(probe.block_bytes());
   if (blocks < 1)
@@ -33,6 +33,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
   eo.threads = options.threads;
   eo.kv_blocks = blocks;
   eo.block_size = options.block_size;
+  eo.kv_dtype = options.kv_dtype;
   HOTSWAP_ASSIGN_OR_RETURN(e->executor_, CpuExecutor::create(model, eo));
   e->allocator_ = std::make_unique<KvBlockAllocator>(blocks);
   // A lone sequence can always grow to max_model_len, so preemption can always make progress.

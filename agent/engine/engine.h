@@ -60,6 +60,10 @@ struct EngineOptions {
   int64_t kv_cache_bytes = 256ll << 20;
   int64_t kv_blocks = 0;          // overrides kv_cache_bytes when > 0
   int block_size = 16;
+  // The KV cache's element type. f32 (default) keeps exactly what attention computed, so a
+  // migrated sequence continues bit for bit; bf16/f16 halve the cache (a migration between
+  // caches of different dtypes converts the blocks on receipt).
+  kernels::DType kv_dtype = kernels::DType::kF32;
   int max_batched_tokens = 512;   // token budget per step
   int max_num_seqs = 64;          // sequences per step
   int max_model_len = 0;          // 0: config.json's max_position_embeddings (capped by the cache)
@@ -110,6 +114,9 @@ class Engine {
   Status cancel(const std::string& request_id);
   // Runs one scheduler iteration and returns its events (empty when idle).
   StatusOr<std::vector<TokenEvent>> step();
+  // The caller has other work for the cores before the next step (a server sending the
+  // step's tokens): the backend's idle threads stop spinning and sleep until then.
+  void rest_backend() { executor_->rest(); }
 
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
   EngineStats stats() const;

@@ -127,7 +127,7 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const
   ex->layout_.n_kv_heads = c.num_key_value_heads;
   ex->layout_.head_dim = c.head_dim;
   ex->layout_.block_size = options.block_size;
-  ex->layout_.dtype = DType::kF32;  // exact continuation on CPU: the cache keeps what attention computed
+  ex->layout_.dtype = options.kv_dtype;
   ex->kv_blocks_ = options.kv_blocks;
   ex->kv_pool_ = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(options.kv_blocks) *
                                                           ex->layout_.block_bytes());
@@ -135,6 +135,10 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const
 }
 
 CpuExecutor::~CpuExecutor() = default;
+
+void CpuExecutor::rest() {
+  if (pool_) pool_->rest();
+}
 
 Status CpuExecutor::read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) {
   return kernels::kv_gather_blocks(ctx_, layout_, kv_pool_.get(), kv_blocks_, block_ids, n, out);

@@ -93,6 +93,7 @@ void ThreadPool::worker_loop() {
         ready = true;
         break;
       }
+      if (resting_.load(std::memory_order_relaxed)) break;
       cpu_relax();
     }
     if (!ready) {
@@ -122,6 +123,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
 
   std::lock_guard<std::mutex> call_lk(call_mu_);
+  resting_.store(false, std::memory_order_relaxed);
   const uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
   fn_ = &fn;
   n_ = n;
