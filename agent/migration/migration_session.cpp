@@ -106,6 +106,8 @@ struct Piece {
 struct Track {
   int64_t epoch = -1;
   int64_t sent_blocks = 0;  // blocks [0, sent_blocks) are final and sent
+  SequenceState last_state;  // the latest state sent (without KV data)
+  bool finished_sent = false;
 };
 
 }  // namespace
@@ -156,28 +158,62 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   double sent_seconds = 0;
   int64_t sent_bytes = 0;
 
-  // Reads every migrating running sequence's unsent blocks (and its state) in one engine call.
-  auto read_dirty = [&](std::vector<Piece>* pieces, bool detach, std::vector<engine::SequenceSnapshot>* snaps) {
+  // Reads the migrating running sequences' unsent blocks (and their states) in one engine call:
+  // all of them (max_bytes 0: the switch), or up to max_bytes of blocks, at least one block,
+  // setting *capped when some were left for the next call.
+  auto read_dirty = [&](std::vector<Piece>* pieces, bool detach, std::vector<engine::SequenceSnapshot>* snaps,
+                        int64_t max_bytes = 0, bool* capped = nullptr) {
     return engine([&](engine::Engine& e) {
       std::vector<std::string> gone;
+      int64_t read_bytes = 0;
       for (const auto& id : ids) {
         auto snap = e.snapshot(id);
-        if (!snap.ok()) continue;  // finished meanwhile: nothing left to move
+        if (!snap.ok()) {
+          // Finished meanwhile: nothing left to move, but a target holding an earlier state of
+          // it must forget it.
+          auto t = track.find(id);
+          if (t == track.end() || t->second.last_state.request_id.empty() || t->second.finished_sent) continue;
+          Piece p;
+          p.state = t->second.last_state;
+          p.state.position = 0;
+          p.state.kv_blocks = 0;
+          p.state.finished = true;
+          t->second.finished_sent = true;
+          pieces->push_back(std::move(p));
+          continue;
+        }
         const bool with_kv =
             mode == MigrationMode::kKv && snap->running && snap->position > 0 && !recompute_ids.count(id);
         Piece p;
         if (with_kv) {
           Track& t = track[id];
-          if (t.epoch != snap->kv_epoch) t = Track{snap->kv_epoch, 0};
+          if (t.epoch != snap->kv_epoch) {  // its cache was dropped (preempted): all of it again
+            t.epoch = snap->kv_epoch;
+            t.sent_blocks = 0;
+          }
           const int64_t total = layout.blocks_for(snap->position);
           p.state = to_sequence_state(*snap, params_of(id), snap->position, total);
           p.first_block = std::min(t.sent_blocks, total);
           p.count = total - p.first_block;
+          if (max_bytes > 0) {
+            // A pre-copy slice sends full blocks only: the partial tail block is rewritten by
+            // every step, so it goes in the switch (and cannot hog every slice meanwhile).
+            p.count = std::max<int64_t>(0, snap->position / layout.block_size - p.first_block);
+            const int64_t room = std::max<int64_t>(read_bytes == 0 ? 1 : 0, (max_bytes - read_bytes) / block_bytes);
+            if (p.count > room) {
+              p.count = room;
+              *capped = true;
+            }
+            if (p.count == 0) continue;  // the next slice
+          }
           if (p.count > 0) {
             p.data.resize(static_cast<size_t>(p.count * block_bytes));
             HOTSWAP_RETURN_IF_ERROR(e.read_kv_blocks(id, p.first_block, p.count, p.data.data()));
+            read_bytes += p.count * block_bytes;
           }
-          t.sent_blocks = snap->position / layout.block_size;  // the partial tail block goes again
+          // Full blocks are final; the partial tail block goes again.
+          t.sent_blocks = std::min(p.first_block + p.count, snap->position / layout.block_size);
+          t.last_state = p.state;
         } else if (detach) {
           p.state = to_sequence_state(*snap, params_of(id), 0, 0);
         } else {
@@ -194,9 +230,8 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
       return Status();
     });
   };
-  auto send_pieces = [&](const std::vector<Piece>& pieces, int64_t round, RoundReport* r) -> Status {
-    auto t0 = Clock::now();
-    const uint64_t before = sender.stats().bytes_written;
+  // Writes pieces into the stream (on their way, not yet acknowledged), counting blocks in *r.
+  auto write_pieces = [&](const std::vector<Piece>& pieces, int64_t round, RoundReport* r) -> Status {
     for (const auto& p : pieces) {
       HOTSWAP_RETURN_IF_ERROR(writer.write_sequence_state(p.state));
       if (p.count > 0) {
@@ -210,7 +245,26 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
         HOTSWAP_RETURN_IF_ERROR(writer.write_kv_blocks(kb));
         r->blocks += p.count;
       }
-      ++r->sequences;
+    }
+    return Status();
+  };
+  // One round: every unsent block, read in slices while decoding goes on (precopy), or all at
+  // once (the switch, pieces read already); done when the target acknowledged all of it.
+  auto send_round = [&](std::vector<Piece>* first, int64_t round, RoundReport* r, bool precopy) -> Status {
+    auto t0 = Clock::now();
+    const uint64_t before = sender.stats().bytes_written;
+    std::set<std::string> seen;
+    for (bool capped = true; capped;) {
+      capped = false;
+      std::vector<Piece> pieces;
+      if (precopy) {
+        HOTSWAP_RETURN_IF_ERROR(read_dirty(&pieces, false, nullptr, std::max<int64_t>(1, plan.precopy_slice_bytes), &capped));
+      } else {
+        pieces = std::move(*first);
+      }
+      HOTSWAP_RETURN_IF_ERROR(write_pieces(pieces, round, r));
+      for (const auto& p : pieces) seen.insert(p.state.request_id);  // one read in slices counts once
+      r->sequences = static_cast<int64_t>(seen.size());
     }
     HOTSWAP_RETURN_IF_ERROR(sender.flush(plan.timeout));
     r->bytes = static_cast<int64_t>(sender.stats().bytes_written - before);
@@ -242,12 +296,11 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
     MigrationMode precopy_mode = mode;
     mode = MigrationMode::kKv;
     int64_t prev_dirty = std::numeric_limits<int64_t>::max();
-    rep.precopy_end = "round_limit";
-    for (int round = 0; round < std::max(1, plan.max_rounds); ++round) {
-      std::vector<Piece> pieces;
-      if (Status st = read_dirty(&pieces, false, nullptr); !st.ok()) return fail(st);
+    // No rounds at all is stop-and-copy: every block goes during the pause.
+    if (plan.max_rounds > 0) rep.precopy_end = "round_limit";
+    for (int round = 0; round < plan.max_rounds; ++round) {
       RoundReport r;
-      if (Status st = send_pieces(pieces, round, &r); !st.ok()) return fail(st);
+      if (Status st = send_round(nullptr, round, &r, /*precopy=*/true); !st.ok()) return fail(st);
       rep.rounds.push_back(r);
       int64_t dirty = 0, tokens = 0;
       if (Status st = dirty_blocks(&dirty, &tokens); !st.ok()) return fail(st);
@@ -300,6 +353,7 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   };
   if (!st.ok()) return roll_back(st);
   for (const auto& p : last) {
+    if (p.state.finished) continue;
     if (p.state.position > 0) {
       ++rep.sequences;
     } else if (std::find_if(snaps.begin(), snaps.end(), [&](const engine::SequenceSnapshot& s) {
@@ -317,9 +371,9 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
     bool was_running = std::any_of(snaps.begin(), snaps.end(), [&](const engine::SequenceSnapshot& s) {
       return s.request.id == p.state.request_id && s.running;
     });
-    (was_running ? running : queued).push_back(std::move(p));
+    (was_running || p.state.finished ? running : queued).push_back(std::move(p));
   }
-  st = send_pieces(running, static_cast<int64_t>(rep.rounds.size()), &final_round);
+  st = send_round(&running, static_cast<int64_t>(rep.rounds.size()), &final_round, /*precopy=*/false);
   for (const auto& q : queued)
     if (st.ok()) st = writer.write_queued_request(q.state);
   if (st.ok()) st = writer.write_end();
@@ -385,6 +439,13 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
       }
       case ChunkKind::kSequenceState: {
         const SequenceState& s = *chunk->sequence_state;
+        if (s.finished) {
+          // It ended on the source during pre-copy: its client has everything already.
+          states.erase(s.request_id);
+          staged.erase(s.request_id);
+          order.erase(std::remove(order.begin(), order.end(), s.request_id), order.end());
+          break;
+        }
         if (!states.count(s.request_id)) order.push_back(s.request_id);
         auto& buf = staged[s.request_id];
         buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());

@@ -51,7 +51,11 @@ struct SourcePlan {
   MigrationMode mode = MigrationMode::kKv;
   std::vector<std::string> request_ids;  // empty: every sequence and queued request
   double downtime_budget_ms = 50;
-  int max_rounds = 8;
+  int max_rounds = 8;  // pre-copy rounds at most; 0: stop-and-copy (all KV sent in the pause)
+  // Pre-copy reads at most this much KV per engine call (at least one block): a round over a long
+  // context stalls decoding for one slice's copy at a time, not for the whole cache, and each
+  // slice is on the wire while the next is read.
+  int64_t precopy_slice_bytes = 4 << 20;
   double prefill_tokens_per_s = 0;           // for auto; 0: assume recompute is slower than any link
   std::chrono::milliseconds timeout{30000};  // per transport wait
 };

@@ -292,10 +292,18 @@ Status SnapshotDecoder::check_rules(DecodedChunk& chunk) {
                                      std::to_string(s.kv_blocks) + ", but position " + std::to_string(s.position) +
                                      " takes " + std::to_string(blocks) + " blocks of " + std::to_string(block_size)));
       }
+      if (s.finished && !requests_.count(s.request_id)) {
+        return fail(invalid_argument(where() + "request " + quoted(s.request_id) +
+                                     " is marked finished, but no earlier SequenceState of it came"));
+      }
       auto [it, inserted] = requests_.try_emplace(s.request_id);
       if (!inserted && it->second.queued) {
         return fail(invalid_argument(where() + "request " + quoted(s.request_id) + " already came as a QueuedRequest"));
       }
+      if (it->second.finished) {
+        return fail(invalid_argument(where() + "request " + quoted(s.request_id) + " came again after it finished"));
+      }
+      it->second.finished = s.finished;
       it->second.kv_blocks = s.kv_blocks;
       if (inserted) ++seen_.sequences;
       return Status::ok_status();
@@ -303,6 +311,9 @@ Status SnapshotDecoder::check_rules(DecodedChunk& chunk) {
 
     case ChunkKind::kQueuedRequest: {
       const SequenceState& q = *chunk.sequence_state;
+      if (q.finished) {
+        return fail(invalid_argument(where() + "QueuedRequest " + quoted(q.request_id) + " is marked finished"));
+      }
       if (q.position != 0 || q.kv_blocks != 0) {
         return fail(invalid_argument(where() + "request " + quoted(q.request_id) + " has position " +
                                      std::to_string(q.position) + " and kv_blocks " + std::to_string(q.kv_blocks) +

@@ -111,6 +111,7 @@ class SnapshotDecoder {
   // Per request id: its latest state's block count and which blocks have come.
   struct RequestRecord {
     bool queued = false;
+    bool finished = false;  // a finished SequenceState came: nothing more of it may
     int64_t kv_blocks = 0;
     std::map<int64_t, int64_t> covered;  // [first, end) ranges, disjoint, non-adjacent
   };

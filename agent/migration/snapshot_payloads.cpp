@@ -377,6 +377,11 @@ StatusOr<std::vector<uint8_t>> SequenceState::encode() const {
       {"params", params},
       {"kv_blocks", kv_blocks},
   };
+  if (finished) {
+    if (position != 0 || kv_blocks != 0)
+      return invalid_argument("a finished SequenceState carries no KV: position and kv_blocks must be 0");
+    j["finished"] = true;
+  }
   try {
     return dump_bytes(j);
   } catch (const json::type_error& e) {
@@ -431,6 +436,12 @@ StatusOr<SequenceState> SequenceState::decode(std::span<const uint8_t> payload) 
   // A block holds at least one position, so a sequence has at most `position` blocks; the
   // decoder checks the exact count against the manifest's block size.
   HOTSWAP_RETURN_IF_ERROR(f.int64("kv_blocks", 0, s.position, &s.kv_blocks));
+  if (j.contains("finished")) {
+    HOTSWAP_RETURN_IF_ERROR(f.boolean("finished", &s.finished));
+    if (s.finished && (s.position != 0 || s.kv_blocks != 0))
+      return invalid_argument("field 'finished' is true, but position " + std::to_string(s.position) +
+                              " and kv_blocks " + std::to_string(s.kv_blocks) + " are not 0");
+  }
   return s;
 }
 

@@ -84,6 +84,10 @@ struct SequenceState {
   StreamCursor stream;
   nlohmann::json params = nlohmann::json::object();  // opaque to migration: the server's own
   int64_t kv_blocks = 0;                             // how many KV blocks the stream carries for it
+  // The sequence ended on the source after an earlier SequenceState of it was sent (it finished
+  // during pre-copy): the target forgets it. Then position and kv_blocks are 0. Written only
+  // when true; a decoder of an older version ignores it (and then fails on the missing blocks).
+  bool finished = false;
 
   StatusOr<std::vector<uint8_t>> encode() const;
   static StatusOr<SequenceState> decode(std::span<const uint8_t> payload);

@@ -58,6 +58,31 @@ TEST(SnapshotPayloads, SequenceStateRoundTripsWithNonUtf8TextAsBase64) {
   EXPECT_EQ(j["stream"]["text_bytes_base64"], "SGkgACH/4oI=");
 }
 
+TEST(SnapshotPayloads, FinishedSequenceStateRoundTripsAndCarriesNoKv) {
+  SequenceState s = sample_sequence("seq-f", 0);
+  s.finished = true;
+  auto bytes = s.encode();
+  ASSERT_TRUE(bytes.ok()) << bytes.status().to_string();
+  auto back = SequenceState::decode(*bytes);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, s);
+  // Not finished: the field is not written at all (older decoders see the same bytes).
+  EXPECT_NE(std::string(bytes->begin(), bytes->end()).find("\"finished\":true"), std::string::npos);
+  auto plain = sample_sequence("seq-f", 0).encode();
+  EXPECT_EQ(std::string(plain->begin(), plain->end()).find("finished"), std::string::npos);
+  SequenceState bad = sample_sequence("seq-f", 7);
+  bad.finished = true;
+  EXPECT_EQ(bad.encode().status().code(), StatusCode::kInvalidArgument);
+  auto j = nlohmann::json::parse(std::string(plain->begin(), plain->end()));
+  j["position"] = 2;
+  j["kv_blocks"] = 1;
+  j["finished"] = true;
+  std::string text = j.dump();
+  auto refused = SequenceState::decode(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("field 'finished' is true, but position 2"), std::string::npos);
+}
+
 TEST(SnapshotPayloads, QueuedRequestRoundTripsAsASequenceStateWithoutKv) {
   const QueuedRequest q = sample_queued("queued-1");
   auto bytes = q.encode();

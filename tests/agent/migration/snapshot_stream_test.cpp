@@ -454,6 +454,43 @@ TEST(SnapshotDecoder, LaterSequenceStateGrowsTheSequence) {
   EXPECT_EQ(drain(d).size(), 6u);
 }
 
+TEST(SnapshotDecoder, FinishedSequenceStateForgetsItsBlocks) {
+  // The sequence ended on the source during pre-copy: one of its two blocks came, then a
+  // finished state; End does not ask for the rest.
+  std::string bytes;
+  SnapshotWriter w(&bytes);
+  const size_t bb = small_layout().block_bytes();
+  std::vector<uint8_t> one(bb, 1);
+  ASSERT_TRUE(w.write_manifest(sample_manifest()).ok());
+  ASSERT_TRUE(w.write_sequence_state(sample_sequence("seq-a", 7)).ok());
+  ASSERT_TRUE(w.write_kv_blocks(KvBlocks{"seq-a", 0, 1, 0, bb, one}).ok());
+  SequenceState done = sample_sequence("seq-a", 0);
+  done.finished = true;
+  ASSERT_TRUE(w.write_sequence_state(done).ok());
+  ASSERT_TRUE(w.write_end().ok());
+  SnapshotDecoder d;
+  ASSERT_TRUE(decode_all(d, bytes).ok()) << d.status().to_string();
+  auto chunks = drain(d);
+  ASSERT_EQ(chunks.size(), 5u);
+  EXPECT_TRUE(chunks[3].sequence_state->finished);
+}
+
+TEST(SnapshotDecoder, FinishedStateOutOfPlaceIsInvalid) {
+  SequenceState done = sample_sequence("seq-a", 0);
+  done.finished = true;
+  SnapshotDecoder d;
+  expect_error(decode_all(d, after_manifest({{ChunkKind::kSequenceState, seq_payload(done)}})),
+               StatusCode::kInvalidArgument, "request 'seq-a' is marked finished, but no earlier SequenceState");
+  SnapshotDecoder d2;
+  expect_error(decode_all(d2, after_manifest({{ChunkKind::kSequenceState, seq_payload(sample_sequence("seq-a", 0))},
+                                              {ChunkKind::kSequenceState, seq_payload(done)},
+                                              {ChunkKind::kSequenceState, seq_payload(sample_sequence("seq-a", 0))}})),
+               StatusCode::kInvalidArgument, "request 'seq-a' came again after it finished");
+  SnapshotDecoder d3;
+  expect_error(decode_all(d3, after_manifest({{ChunkKind::kQueuedRequest, seq_payload(done)}})),
+               StatusCode::kInvalidArgument, "QueuedRequest 'seq-a' is marked finished");
+}
+
 TEST(SnapshotDecoder, DataAfterEndIsInvalid) {
   const SampleStream s = sample_stream();
   SnapshotDecoder d;

@@ -82,7 +82,9 @@ struct Cluster {
 
   // Runs both ends; returns (source report, target report).
   std::pair<migration::MigrationReport, migration::MigrationReport> migrate(MigrationMode mode,
-                                                                            migration::FaultInjection fault = {}) {
+                                                                            migration::FaultInjection fault = {},
+                                                                            int max_rounds = 8,
+                                                                            int64_t slice_bytes = 4 << 20) {
     migration::SenderOptions so;
     so.fault = fault;
     auto t = migration::make_loopback_transport(so);
@@ -103,6 +105,8 @@ struct Cluster {
     sp.architecture = "LlamaForCausalLM";
     sp.mode = mode;
     sp.downtime_budget_ms = 5;
+    sp.max_rounds = max_rounds;
+    sp.precopy_slice_bytes = slice_bytes;
     sp.timeout = std::chrono::milliseconds(5000);
     migration::SourceHooks sh;
     sh.on_detached = [&](const std::vector<std::string>& ids) {
@@ -116,6 +120,12 @@ struct Cluster {
     auto src = migration::run_source(sp, *t.sender, call(a.get()), sh).value();
     auto tgt = target.get();
     return {src, tgt};
+  }
+
+  // Until the first request has n tokens, for at most 30 s.
+  bool wait_tokens(size_t n) {
+    for (int i = 0; i < 30000 && sinks[0]->count() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return sinks[0]->count() >= n;
   }
 
   void wait_done() {
@@ -139,7 +149,7 @@ struct Cluster {
 
 TEST(MigrationSession, KvPreCopyWhileDecodingContinuesExactly) {
   Cluster c(6, 300);
-  while (c.sinks[0]->count() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.wait_tokens(10));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_EQ(tgt.result, "switched") << tgt.error;
@@ -152,9 +162,36 @@ TEST(MigrationSession, KvPreCopyWhileDecodingContinuesExactly) {
   c.expect_exact();
 }
 
+TEST(MigrationSession, PreCopyInOneBlockSlicesContinuesExactly) {
+  // Every engine call of the pre-copy reads a single block: many slices per round, each
+  // interleaved with decoding steps, and the sequences still continue exactly.
+  Cluster c(4, 300);
+  ASSERT_TRUE(c.wait_tokens(20));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv, {}, 8, /*slice_bytes=*/1);
+  ASSERT_EQ(src.result, "switched") << src.error;
+  ASSERT_GE(src.rounds.size(), 1u);
+  EXPECT_EQ(src.rounds[0].sequences, 4);
+  EXPECT_GE(src.rounds[0].blocks, 4 * 3);  // each prompt + 20 tokens spans blocks of 8 positions
+  EXPECT_EQ(tgt.recomputed, 0);
+  c.wait_done();
+  c.expect_exact();
+}
+
+TEST(MigrationSession, StopAndCopySendsEveryBlockInThePauseExactly) {
+  Cluster c(4, 200);
+  ASSERT_TRUE(c.wait_tokens(10));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv, {}, /*max_rounds=*/0);
+  ASSERT_EQ(src.result, "switched") << src.error;
+  EXPECT_TRUE(src.rounds.empty());
+  EXPECT_EQ(src.precopy_end, "none");
+  EXPECT_EQ(tgt.recomputed, 0);
+  c.wait_done();
+  c.expect_exact();
+}
+
 TEST(MigrationSession, RecomputeModeContinuesExactly) {
   Cluster c(4, 200);
-  while (c.sinks[0]->count() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.wait_tokens(10));
   auto [src, tgt] = c.migrate(MigrationMode::kRecompute);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_TRUE(src.rounds.empty());
@@ -165,7 +202,7 @@ TEST(MigrationSession, RecomputeModeContinuesExactly) {
 
 TEST(MigrationSession, QueuedRequestsMoveAndAreServedOnce) {
   Cluster c(5, 150, /*max_num_seqs=*/2);  // three of them wait in A's queue
-  while (c.sinks[0]->count() < 5) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.wait_tokens(5));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_GE(tgt.queued, 1);
@@ -175,7 +212,7 @@ TEST(MigrationSession, QueuedRequestsMoveAndAreServedOnce) {
 
 TEST(MigrationSession, ABrokenTransferRollsBackAndTheSourceFinishesExactly) {
   Cluster c(4, 300);
-  while (c.sinks[0]->count() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.wait_tokens(10));
   migration::FaultInjection drop;
   drop.drop_after_bytes = 4096;  // mid pre-copy
   auto [src, tgt] = c.migrate(MigrationMode::kKv, drop);
@@ -192,7 +229,7 @@ TEST(MigrationSession, ATargetWithABf16CacheConvertsTheKvOnReceiptAndContinues) 
   // finishes, and greedy decoding mostly agrees with the unmigrated f32 run.
   Cluster c(4, 120, 64, kernels::DType::kBF16);
   ASSERT_EQ(c.b->engine().kv_layout().dtype, kernels::DType::kBF16);
-  while (c.sinks[0]->count() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(c.wait_tokens(10));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_EQ(src.mode, "kv");
