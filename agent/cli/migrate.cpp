@@ -1,6 +1,11 @@
 // hotswap-agent migrate: runs one migration between two agents through their control APIs —
 // prepare on the target, start on the source, follow it until it switched or failed — and
-// prints the result (phase, rounds, bytes, link rate, downtime).
+// prints the result (phase, transport, rounds, bytes, link rate, downtime).
+//
+// The transport: the target offers tcp and, when it can, shm (data_endpoints); --transport auto
+// takes shm when the target's node_id (in its prepare answer) equals the source's (in its GET
+// /control/v1/status), so both agents say they run on one machine; the CLI's own machine does
+// not matter, it may run anywhere.
 #include <cpprest/http_client.h>
 
 #include <chrono>
@@ -43,16 +48,53 @@ StatusOr<json> control_call(const std::string& base, const std::string& token, c
   }
 }
 
+std::string string_field(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+}
+
+struct ChosenEndpoint {
+  std::string transport;  // "tcp" or "shm"
+  std::string endpoint;
+};
+
+// The endpoint the source connects to, by --transport: tcp; shm (an error when the target offers
+// none); auto: shm when the target offers it and both agents report the same node id, else tcp.
+StatusOr<ChosenEndpoint> choose_data_endpoint(const std::string& transport, const json& prepared,
+                                              const std::string& source_node_id) {
+  const json endpoints =
+      prepared.is_object() && prepared.contains("data_endpoints") ? prepared["data_endpoints"] : json::object();
+  std::string tcp = string_field(endpoints, "tcp");
+  if (tcp.empty()) tcp = string_field(prepared, "data_endpoint");  // an agent from before data_endpoints
+  const std::string shm = string_field(endpoints, "shm");
+  const std::string target_node_id = string_field(prepared, "node_id");
+  if (transport == "shm") {
+    if (shm.empty()) {
+      return failed_precondition("--transport shm: the target offers no shm endpoint (it answered " + prepared.dump() +
+                                 "); its log says why");
+    }
+    return ChosenEndpoint{"shm", shm};
+  }
+  if (transport == "auto" && !shm.empty() && !target_node_id.empty() && target_node_id == source_node_id) {
+    return ChosenEndpoint{"shm", shm};
+  }
+  if (tcp.empty()) return data_loss("the target's prepare answer names no tcp data endpoint: " + prepared.dump());
+  return ChosenEndpoint{"tcp", tcp};
+}
+
 }  // namespace
 
 int run_migrate(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-agent migrate --source URL --target URL --token-file F [--mode kv|recompute|auto]\n"
-      "                             [--downtime-budget-ms N] [--id ID] [--timeout-s S] [--json]");
+      "                             [--transport tcp|shm|auto] [--downtime-budget-ms N] [--id ID]\n"
+      "                             [--timeout-s S] [--json]");
   flags.add("source", "URL", "the agent the sequences leave, http://host:port");
   flags.add("target", "URL", "the agent they move to");
   flags.add("token-file", "F", "the control API's bearer token (both agents')");
   flags.add("mode", "MODE", "kv (pre-copy, default), recompute, or auto");
+  flags.add("transport", "T",
+            "tcp, shm (same node: shared memory) or auto (default: shm when both agents report the same node_id, "
+            "else tcp)");
   flags.add("downtime-budget-ms", "N", "pre-copy stops when the rest fits this (default 50)");
   flags.add("max-rounds", "N", "pre-copy rounds at most (default 8)");
   flags.add("id", "ID", "migration id (default: a random one)");
@@ -81,6 +123,9 @@ int run_migrate(int argc, char** argv) {
   std::string mode = flags.get("mode", "kv");
   if (mode != "kv" && mode != "recompute" && mode != "auto")
     return fail(invalid_argument("--mode must be kv, recompute or auto, got '" + mode + "'"), 2);
+  const std::string transport = flags.get("transport", "auto");
+  if (transport != "tcp" && transport != "shm" && transport != "auto")
+    return fail(invalid_argument("--transport must be tcp, shm or auto, got '" + transport + "'"), 2);
   std::string id = flags.get("id", "");
   if (id.empty()) {
     std::random_device rd;
@@ -90,10 +135,22 @@ int run_migrate(int argc, char** argv) {
   }
   const std::string source = flags.get("source"), target = flags.get("target");
   auto t0 = std::chrono::steady_clock::now();
+  std::string source_node_id;
+  if (transport == "auto") {
+    auto status = control_call(source, token, "GET", "/control/v1/status", json());
+    if (!status.ok()) return fail(status.status(), 1);
+    source_node_id = string_field(*status, "node_id");
+  }
   auto prep = control_call(target, token, "POST", "/control/v1/migrations", json{{"id", id}, {"source", source}});
   if (!prep.ok()) return fail(prep.status(), 1);
+  auto chosen = choose_data_endpoint(transport, *prep, source_node_id);
+  if (!chosen.ok()) {
+    // The target listens for a source that will not come: end that now rather than at its timeout.
+    (void)control_call(target, token, "POST", "/control/v1/migrations/" + id + "/abort", json::object());
+    return fail(chosen.status(), 1);
+  }
   auto start = control_call(source, token, "POST", "/control/v1/migrations/" + id + "/start",
-                            json{{"data_endpoint", (*prep)["data_endpoint"]},
+                            json{{"data_endpoint", chosen->endpoint},
                                  {"target_url", target},
                                  {"mode", mode},
                                  {"downtime_budget_ms", *budget},
@@ -113,12 +170,14 @@ int run_migrate(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   st["total_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!st.contains("transport")) st["transport"] = chosen->transport;  // a source that does not say
   const bool ok = st["phase"] == "Draining" || st["phase"] == "Completed";
   if (flags.has("json")) {
     std::printf("%s\n", st.dump().c_str());
   } else {
     const json& r = st["report"];
-    std::printf("migration %s: %s", id.c_str(), st["phase"].get<std::string>().c_str());
+    std::printf("migration %s: %s over %s", id.c_str(), st["phase"].get<std::string>().c_str(),
+                st["transport"].get<std::string>().c_str());
     if (r.is_object() && r.contains("mode"))
       std::printf(
           " (mode %s, %zu pre-copy rounds, %lld bytes, link %.1f MB/s, switch %.2f ms, %lld sequences, "

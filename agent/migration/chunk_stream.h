@@ -1,6 +1,6 @@
 // The chunk stream protocol (transport.h has the wire format) over any ByteLink: the one
 // implementation of framing, acknowledgement, go-back-N resend, pacing, replies and aborts that
-// the tcp and loopback transports share.
+// the tcp, shm and loopback transports share.
 //
 // Sender: the owner's thread parses chunk boundaries from the 32-byte headers it is given (it
 // checks magic, header CRC32C, length limit and consecutive sequence numbers), copies each chunk

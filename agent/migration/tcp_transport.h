@@ -24,6 +24,8 @@ class TcpListener {
   static StatusOr<TcpListener> listen(const std::string& host, uint16_t port);
 
   uint16_t port() const { return port_; }
+  // The listening socket, readable when a source is waiting (to poll it beside other listeners).
+  int fd() const { return fd_.get(); }
   // The next source that connects, as a receiver; kUnavailable when none came within timeout.
   StatusOr<std::unique_ptr<ChunkReceiver>> accept(std::chrono::milliseconds timeout, ReceiverOptions options = {});
 

@@ -8,10 +8,12 @@
 // ChunkReceiver (target) checks the bytes with a SnapshotDecoder in resend mode, asks for corrupt
 // chunks again, acknowledges the rest, hands out the valid chunks in order, and finally replies.
 //
-// Implementations: tcp (tcp_transport.h, across nodes) and an in-process loopback pair
-// (loopback_transport.h, for tests of a migration without sockets). Both run the chunk stream
-// protocol (chunk_stream.h) over a ByteLink (byte_link.h); shm, cuda-ipc and nccl come later
-// behind these same two interfaces.
+// Implementations: tcp (tcp_transport.h, across nodes), shm (shm_transport.h, same node: memfd
+// shared memory passed over a Unix socket), cuda-ipc (cuda/cuda_ipc_transport.h, same node, GPU:
+// a ring in the target's device memory) and nccl (cuda/nccl_transport.h, across nodes, GPU: NCCL
+// send/recv), the last two built with HOTSWAP_CUDA over cuda/bulk_link.h, and an in-process
+// loopback pair (loopback_transport.h, for tests of a migration without sockets). All run the
+// chunk stream protocol (chunk_stream.h) over a ByteLink (byte_link.h).
 //
 // Wire format. Source → target: the snapshot stream's chunks back to back (docs/snapshot-format.md),
 // and in place of a next chunk, at most one ABORT control message. Target → source: control

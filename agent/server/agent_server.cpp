@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/migration/model_digest.h"
+#include "agent/migration/shm_transport.h"
 #include "agent/server/engine_service.h"
 #include "agent/server/migration_controller.h"
 #include "agent/server/openai_protocol.h"
@@ -264,7 +265,8 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
                   {{"total", st->engine.kv_blocks_total},
                    {"used", st->engine.kv_blocks_used},
                    {"free", st->engine.kv_blocks_total - st->engine.kv_blocks_used}}},
-                 {"sequences", seqs}};
+                 {"sequences", seqs},
+                 {"node_id", migration::local_node_id()}};  // `migrate --transport auto` compares it
     metrics.count_request("control", 200);
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
@@ -453,6 +455,7 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   if (!digest.ok()) return digest.status();
   MigrationHost mh;
   mh.service = impl->service.get();
+  mh.metrics = &impl->metrics;
   mh.sink_host = std::weak_ptr<SinkHost>(impl);
   mh.listen_host = options.host;
   mh.self_name = "agent@" + options.host + ":" + std::to_string(options.port);

@@ -1,6 +1,14 @@
 #include "agent/server/migration_controller.h"
 
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
 #include "agent/migration/migration_session.h"
+#include "agent/migration/shm_transport.h"
 #include "agent/migration/tcp_transport.h"
 #include "common/log.h"
 
@@ -12,15 +20,45 @@ namespace {
 
 constexpr std::chrono::milliseconds kTransferTimeout{30000};
 
-StatusOr<std::pair<std::string, uint16_t>> parse_data_endpoint(const std::string& ep) {
+// How often a target waiting for its source looks whether the migration was aborted.
+constexpr std::chrono::milliseconds kAcceptSlice{100};
+
+struct DataEndpoint {
+  std::string transport;  // "tcp" or "shm"
+  std::string host;       // tcp
+  uint16_t port = 0;      // tcp
+  std::string path;       // shm: the target's socket
+};
+
+StatusOr<DataEndpoint> parse_data_endpoint(const std::string& ep) {
+  DataEndpoint d;
+  if (ep.rfind("shm://", 0) == 0) {
+    HOTSWAP_ASSIGN_OR_RETURN(d.path, migration::parse_shm_endpoint(ep));
+    d.transport = "shm";
+    return d;
+  }
   const std::string prefix = "tcp://";
-  if (ep.rfind(prefix, 0) != 0) return invalid_argument("data_endpoint '" + ep + "' is not tcp://host:port");
+  if (ep.rfind(prefix, 0) != 0)
+    return invalid_argument("data_endpoint '" + ep + "' is neither tcp://host:port nor shm:///path");
   std::string rest = ep.substr(prefix.size());
   size_t colon = rest.rfind(':');
   if (colon == std::string::npos) return invalid_argument("data_endpoint '" + ep + "' has no port");
   int port = std::atoi(rest.substr(colon + 1).c_str());
   if (port < 1 || port > 65535) return invalid_argument("data_endpoint '" + ep + "' has a bad port");
-  return std::make_pair(rest.substr(0, colon), static_cast<uint16_t>(port));
+  d.transport = "tcp";
+  d.host = rest.substr(0, colon);
+  d.port = static_cast<uint16_t>(port);
+  return d;
+}
+
+// A shm listener in a private directory of its own (one per migration, so a target listens
+// for as short as it can and an agent that is killed mid-prepare leaves one empty directory).
+Status listen_shm(std::unique_ptr<migration::ShmSocketDir>* dir, std::unique_ptr<migration::ShmListener>* listener) {
+  HOTSWAP_ASSIGN_OR_RETURN(auto d, migration::ShmSocketDir::create("hotswap-agent-" + std::to_string(::getpid())));
+  HOTSWAP_ASSIGN_OR_RETURN(auto l, migration::ShmListener::listen(d.socket_path("data.sock")));
+  *dir = std::make_unique<migration::ShmSocketDir>(std::move(d));
+  *listener = std::make_unique<migration::ShmListener>(std::move(l));
+  return Status::ok_status();
 }
 
 }  // namespace
@@ -36,6 +74,7 @@ void MigrationController::shutdown() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     for (auto& [id, m] : migrations_) {
+      m->cancelled = true;
       if (m->sender) m->sender->abort(unavailable("the agent is shutting down"));
       if (m->receiver) m->receiver->abort(unavailable("the agent is shutting down"));
       for (auto& r : m->relays) r->cancel();
@@ -59,23 +98,74 @@ StatusOr<json> MigrationController::prepare(const json& body) {
     return failed_precondition("model digest " + digest + " is not this agent's " + host_.model_digest +
                                ": the target must run the source's weights");
   HOTSWAP_ASSIGN_OR_RETURN(auto listener, migration::TcpListener::listen(host_.listen_host, 0));
-  auto shared = std::make_shared<migration::TcpListener>(std::move(listener));
-  const uint16_t port = shared->port();
+  auto tcp = std::make_unique<migration::TcpListener>(std::move(listener));
+  const std::string tcp_endpoint = "tcp://" + host_.listen_host + ":" + std::to_string(tcp->port());
+  json endpoints = {{"tcp", tcp_endpoint}};
   std::lock_guard<std::mutex> lk(mu_);
   if (migrations_.count(id)) return invalid_argument("migration '" + id + "' already exists here");
+  // shm is offered beside tcp, never instead: a target without it still takes the migration.
+  std::unique_ptr<migration::ShmSocketDir> shm_dir;
+  std::unique_ptr<migration::ShmListener> shm;
+  if (Status st = listen_shm(&shm_dir, &shm); st.ok()) {
+    endpoints["shm"] = shm->endpoint();
+  } else {
+    log_warn("migration " + id + " (target): no shm endpoint, offering tcp only: " + st.to_string());
+  }
   auto m = std::make_unique<Migration>();
   m->id = id;
   m->role = "target";
   m->phase = "TargetLoading";
   Migration* raw = m.get();
   migrations_[id] = std::move(m);
-  raw->worker = std::thread([this, raw, shared] { run_target(raw, shared, host_.model_digest); });
-  return json{{"id", id}, {"data_endpoint", "tcp://" + host_.listen_host + ":" + std::to_string(port)}};
+  raw->worker =
+      std::thread([this, raw, tcp = std::move(tcp), shm = std::move(shm), shm_dir = std::move(shm_dir)]() mutable {
+        run_target(raw, std::move(tcp), std::move(shm), std::move(shm_dir), host_.model_digest);
+      });
+  return json{{"id", id},
+              {"data_endpoint", tcp_endpoint},
+              {"data_endpoints", endpoints},
+              {"node_id", migration::local_node_id()}};
 }
 
-void MigrationController::run_target(Migration* m, std::shared_ptr<void> listener_any, std::string digest) {
-  auto listener = std::static_pointer_cast<migration::TcpListener>(listener_any);
-  auto receiver = listener->accept(kTransferTimeout);
+void MigrationController::run_target(Migration* m, std::unique_ptr<migration::TcpListener> tcp,
+                                     std::unique_ptr<migration::ShmListener> shm,
+                                     std::unique_ptr<migration::ShmSocketDir> shm_dir, std::string digest) {
+  // The source connects to one of the listeners. Waits in slices, so that abort() and
+  // shutdown() end the wait.
+  const auto deadline = std::chrono::steady_clock::now() + kTransferTimeout;
+  StatusOr<std::unique_ptr<migration::ChunkReceiver>> receiver =
+      unavailable("timed out after " + std::to_string(kTransferTimeout.count()) +
+                  " ms waiting for the migration source to connect (" + (shm ? "tcp or shm" : "tcp") + ")");
+  std::string transport;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (m->cancelled) {
+        receiver = failed_precondition("migration aborted before the source connected");
+        break;
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    pollfd fds[2] = {{tcp->fd(), POLLIN, 0}, {shm ? shm->fd() : -1, POLLIN, 0}};
+    const auto slice =
+        std::min<std::chrono::milliseconds>(kAcceptSlice, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+    const int r = ::poll(fds, 2, static_cast<int>(slice.count()));
+    if (r < 0 && errno != EINTR) {
+      receiver = unavailable(std::string("poll() on the migration data listeners: ") + std::strerror(errno));
+      break;
+    }
+    if (r <= 0) continue;
+    const auto left =
+        std::max(std::chrono::milliseconds(1),
+                 std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    transport = fds[0].revents != 0 ? "tcp" : "shm";
+    receiver = transport == "tcp" ? tcp->accept(left) : shm->accept(left);
+    break;
+  }
+  tcp.reset();
+  shm.reset();  // its socket file goes with it, then the directory
+  shm_dir.reset();
   if (!receiver.ok()) {
     std::lock_guard<std::mutex> lk(mu_);
     m->phase = "Failed";
@@ -85,6 +175,7 @@ void MigrationController::run_target(Migration* m, std::shared_ptr<void> listene
   {
     std::lock_guard<std::mutex> lk(mu_);
     m->receiver = std::move(*receiver);
+    m->transport = transport;
     m->phase = "PreCopy";
   }
   migration::TargetPlan plan;
@@ -114,12 +205,14 @@ void MigrationController::run_target(Migration* m, std::shared_ptr<void> listene
   if (!report.ok()) {
     m->phase = "Failed";
     m->error = report.status().to_string();
+    observe_locked(*m, "failed", 0, -1);
     return;
   }
   m->report = report->to_json();
   m->phase = report->result == "switched" ? "Completed" : "Failed";
   m->error = report->error;
-  log_info("migration " + m->id + " (target): " + m->report.dump());
+  observe_locked(*m, report->result, 0, -1);
+  log_info("migration " + m->id + " (target, over " + m->transport + "): " + m->report.dump());
 }
 
 StatusOr<json> MigrationController::start(const std::string& id, const json& body) {
@@ -146,16 +239,19 @@ void MigrationController::run_source(Migration* m, json body) {
     std::lock_guard<std::mutex> lk(mu_);
     m->phase = "Failed";
     m->error = st.to_string();
+    observe_locked(*m, "failed", 0, -1);
     log_warn("migration " + m->id + " (source) failed: " + m->error);
   };
-  auto ep = parse_data_endpoint(body["data_endpoint"].get<std::string>());
+  auto ep = parse_data_endpoint(body["data_endpoint"].get<std::string>());  // checked by start()
   migration::SenderOptions so;
   so.bandwidth_cap_bytes_per_s = body.value("bandwidth_cap_bytes_per_s", uint64_t{0});
-  auto sender = migration::tcp_connect(ep->first, ep->second, so, kTransferTimeout);
+  auto sender = ep->transport == "shm" ? migration::shm_connect(ep->path, so, kTransferTimeout)
+                                       : migration::tcp_connect(ep->host, ep->port, so, kTransferTimeout);
   if (!sender.ok()) return fail(sender.status());
   {
     std::lock_guard<std::mutex> lk(mu_);
     m->sender = std::move(*sender);
+    m->transport = ep->transport;
   }
   migration::SourcePlan plan;
   plan.migration_id = m->id;
@@ -187,6 +283,8 @@ void MigrationController::run_source(Migration* m, json body) {
   std::lock_guard<std::mutex> lk(mu_);
   m->report = report->to_json();
   m->error = report->error;
+  observe_locked(*m, report->result, static_cast<int64_t>(report->rounds.size()),
+                 report->result == "switched" ? report->switch_ms : -1);
   if (report->result != "switched") {
     m->phase = report->result == "rolled_back" ? "RolledBack" : "Failed";
     log_warn("migration " + m->id + " (source): " + m->report.dump());
@@ -208,7 +306,24 @@ void MigrationController::run_source(Migration* m, json body) {
       if (!s.ok()) log_warn("migration " + id + ": relay of " + rid + ": " + s.to_string());
     }));
   }
-  log_info("migration " + m->id + " (source): " + m->report.dump());
+  log_info("migration " + m->id + " (source, over " + m->transport + "): " + m->report.dump());
+}
+
+void MigrationController::observe_locked(const Migration& m, const std::string& result, int64_t rounds,
+                                         double switch_ms) {
+  if (host_.metrics == nullptr) return;
+  ServerMetrics::MigrationOutcome o;
+  o.role = m.role;
+  o.result = result;
+  o.transport = m.transport.empty() ? "none" : m.transport;
+  if (m.sender) {
+    const auto s = m.sender->stats();
+    o.bytes_sent = static_cast<double>(s.bytes_sent);
+  }
+  if (m.receiver) o.bytes_received = static_cast<double>(m.receiver->stats().bytes_received);
+  o.precopy_rounds = rounds;
+  o.switch_seconds = switch_ms >= 0 ? switch_ms / 1000.0 : -1;
+  host_.metrics->observe_migration(o);
 }
 
 StatusOr<json> MigrationController::get(const std::string& id) const {
@@ -217,6 +332,7 @@ StatusOr<json> MigrationController::get(const std::string& id) const {
   if (it == migrations_.end()) return not_found("no migration '" + id + "' on this agent");
   const Migration& m = *it->second;
   json j = {{"id", m.id}, {"role", m.role}, {"phase", m.phase}, {"report", m.report}};
+  if (!m.transport.empty()) j["transport"] = m.transport;
   if (!m.error.empty()) j["error"] = m.error;
   if (m.sender)
     j["transfer"] = {{"bytes_sent", m.sender->stats().bytes_sent},
@@ -230,6 +346,7 @@ Status MigrationController::abort(const std::string& id) {
   auto it = migrations_.find(id);
   if (it == migrations_.end()) return not_found("no migration '" + id + "' on this agent");
   Migration& m = *it->second;
+  m.cancelled = true;
   if (m.sender) m.sender->abort(failed_precondition("migration aborted by the operator"));
   if (m.receiver) m.receiver->abort(failed_precondition("migration aborted by the operator"));
   return Status();

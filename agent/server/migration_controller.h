@@ -1,8 +1,11 @@
 // The control API's migrations (DESIGN.md, "A migration, phase by phase"):
 //   POST /control/v1/migrations               {id, source, model_digest} — prepare this agent as
-//        the target: check the digest, listen for the snapshot stream -> {"data_endpoint"}
-//   POST /control/v1/migrations/{id}/start    {data_endpoint, target_url, mode, downtime_budget_ms,
-//        bandwidth_cap_bytes_per_s, max_rounds, sequences} — run this agent as the source
+//        the target: check the digest, listen for the snapshot stream on tcp and on a shm socket
+//        (in a private directory, removed once the source connected) -> {"data_endpoint": tcp,
+//        "data_endpoints": {"tcp", "shm"}, "node_id"}; the source connects to one of them
+//   POST /control/v1/migrations/{id}/start    {data_endpoint (tcp://host:port or shm:///path),
+//        target_url, mode, downtime_budget_ms, bandwidth_cap_bytes_per_s, max_rounds, sequences}
+//        — run this agent as the source
 //   GET  /control/v1/migrations/{id}          phase, report (rounds, bytes, rate, downtime)
 //   POST /control/v1/migrations/{id}/abort
 // The source, after the switch, relays the target's tokens into the client connections it
@@ -26,10 +29,17 @@
 #include "agent/server/response_sink.h"
 #include "agent/server/stream_relay.h"
 
+namespace hotswap::migration {
+class ShmListener;
+class ShmSocketDir;
+class TcpListener;
+}  // namespace hotswap::migration
+
 namespace hotswap::agent {
 
 struct MigrationHost {
   EngineService* service = nullptr;
+  ServerMetrics* metrics = nullptr;  // migrations by result, bytes, rounds, downtime (may be null)
   std::function<std::shared_ptr<SseStream>(const std::string& request_id, int64_t next_event_id)> new_stream;
   std::weak_ptr<SinkHost> sink_host;
   std::string listen_host = "127.0.0.1";  // where target data listeners bind
@@ -56,14 +66,21 @@ class MigrationController {
     std::string id, role, phase = "Pending";
     nlohmann::json report = nlohmann::json::object();
     std::string error;
+    std::string transport;                               // "tcp" or "shm", once connected
+    bool cancelled = false;                              // by abort(), shutdown(): a target stops waiting
     std::unique_ptr<migration::ChunkSender> sender;      // source
     std::unique_ptr<migration::ChunkReceiver> receiver;  // target
     std::vector<std::shared_ptr<StreamRelay>> relays;
     std::thread worker;
   };
-  void run_target(Migration* m, std::shared_ptr<void> listener, std::string digest);
+  // shm_dir holds shm's socket; both go as soon as the source connected or the wait ended.
+  void run_target(Migration* m, std::unique_ptr<migration::TcpListener> tcp,
+                  std::unique_ptr<migration::ShmListener> shm, std::unique_ptr<migration::ShmSocketDir> shm_dir,
+                  std::string digest);
   void run_source(Migration* m, nlohmann::json body);
   migration::EngineCall engine_call() const;
+  // Counts an ended migration in the metrics (under mu_: reads m's transport ends).
+  void observe_locked(const Migration& m, const std::string& result, int64_t rounds, double switch_ms);
 
   MigrationHost host_;
   mutable std::mutex mu_;

@@ -52,6 +52,33 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                           .Help("Sequences in the most recent engine step")
                           .Register(r)
                           .Add({});
+  migrations_ = &BuildCounter()
+                     .Name("hotswap_migrations_total")
+                     .Help("Migrations ended on this agent, by role and result")
+                     .Register(r);
+  migration_bytes_ = &BuildCounter()
+                          .Name("hotswap_migration_bytes_total")
+                          .Help("Migration transport bytes on the wire, by transport and direction")
+                          .Register(r);
+  precopy_rounds_ = &BuildCounter()
+                         .Name("hotswap_migration_precopy_rounds_total")
+                         .Help("Pre-copy rounds sent by this agent as a migration source")
+                         .Register(r)
+                         .Add({});
+  migration_downtime_ = &BuildHistogram()
+                             .Name("hotswap_migration_downtime_seconds")
+                             .Help("Source side: from pausing the migrating sequences until the target resumed them")
+                             .Register(r)
+                             .Add({}, latency_buckets_seconds());
+}
+
+void ServerMetrics::observe_migration(const MigrationOutcome& m) {
+  migrations_->Add({{"role", m.role}, {"result", m.result}}).Increment();
+  if (m.bytes_sent > 0) migration_bytes_->Add({{"transport", m.transport}, {"direction", "sent"}}).Increment(m.bytes_sent);
+  if (m.bytes_received > 0)
+    migration_bytes_->Add({{"transport", m.transport}, {"direction", "received"}}).Increment(m.bytes_received);
+  if (m.precopy_rounds > 0) precopy_rounds_->Increment(static_cast<double>(m.precopy_rounds));
+  if (m.switch_seconds >= 0) migration_downtime_->Observe(m.switch_seconds);
 }
 
 void ServerMetrics::count_request(const std::string& endpoint, int code) {

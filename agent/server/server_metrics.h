@@ -24,6 +24,16 @@ class ServerMetrics {
   void observe_time_to_first_token(double seconds) { ttft_->Observe(seconds); }
   void observe_inter_token(double seconds) { itl_->Observe(seconds); }
   void count_generated_tokens(double n) { generated_->Increment(n); }
+  // One migration ended, on this agent as role "source" or "target": result is the report's
+  // ("switched", "rolled_back", "failed"); bytes are the transport's on the wire; rounds the
+  // pre-copy rounds sent; switch_seconds the pause (source, switched only; < 0: none).
+  struct MigrationOutcome {
+    std::string role, result, transport;
+    double bytes_sent = 0, bytes_received = 0;
+    int64_t precopy_rounds = 0;
+    double switch_seconds = -1;
+  };
+  void observe_migration(const MigrationOutcome& m);
   // From the engine thread after each step.
   void observe_engine(const engine::EngineStats& s, int64_t open_requests);
 
@@ -45,6 +55,10 @@ class ServerMetrics {
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_free_;
   prometheus::Gauge* batch_sequences_;
+  prometheus::Family<prometheus::Counter>* migrations_;
+  prometheus::Family<prometheus::Counter>* migration_bytes_;
+  prometheus::Counter* precopy_rounds_;
+  prometheus::Histogram* migration_downtime_;
   std::mutex engine_mu_;  // the engine's cumulative counters, turned into increments
   int64_t last_prompt_ = 0, last_preemptions_ = 0, last_steps_ = 0;
 };

@@ -1,14 +1,17 @@
-// The migration transports end to end, tcp (over 127.0.0.1) and loopback alike: a whole
+// The migration transports end to end, tcp (over 127.0.0.1), shm and loopback alike: a whole
 // snapshot stream, the reply, and every way a transfer can go wrong (a corrupt payload that is
 // resent, a corrupt header, a peer that disappears or never reads, aborts from either side), and
 // the bandwidth cap.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "agent/migration/link_probe.h"
 #include "agent/migration/loopback_transport.h"
+#include "agent/migration/shm_transport.h"
 #include "agent/migration/tcp_transport.h"
 #include "tests/agent/migration/transport_test_util.h"
 
@@ -25,10 +28,18 @@ using testing::receive_all;
 using testing::Received;
 using testing::send_stream;
 
-enum class Kind { kTcp, kLoopback };
+enum class Kind { kTcp, kShm, kLoopback };
 
 std::string kind_name(Kind k) {
-  return k == Kind::kTcp ? "tcp" : "loopback";
+  switch (k) {
+    case Kind::kTcp:
+      return "tcp";
+    case Kind::kShm:
+      return "shm";
+    case Kind::kLoopback:
+      return "loopback";
+  }
+  return "?";
 }
 
 struct Connected {
@@ -46,6 +57,7 @@ class TransportTest : public ::testing::TestWithParam<Kind> {
       c.receiver = std::move(t.receiver);
       return c;
     }
+    if (GetParam() == Kind::kShm) return connect_shm(sender_options, receiver_options);
     auto listener = TcpListener::listen("127.0.0.1", 0);
     EXPECT_TRUE(listener.ok()) << listener.status().to_string();
     if (!listener.ok()) return c;
@@ -57,6 +69,30 @@ class TransportTest : public ::testing::TestWithParam<Kind> {
     if (receiver.ok()) c.receiver = std::move(receiver).value();
     return c;
   }
+
+  // A socket in a private directory that the test removes; the listener removes its file first.
+  Connected connect_shm(SenderOptions sender_options, ReceiverOptions receiver_options) {
+    Connected c;
+    if (!shm_dir_) {
+      auto dir = ShmSocketDir::create("hotswap-transport-test");
+      EXPECT_TRUE(dir.ok()) << dir.status().to_string();
+      if (!dir.ok()) return c;
+      shm_dir_.emplace(std::move(dir).value());
+    }
+    auto listener = ShmListener::listen(shm_dir_->socket_path("t" + std::to_string(shm_sockets_++) + ".sock"));
+    EXPECT_TRUE(listener.ok()) << listener.status().to_string();
+    if (!listener.ok()) return c;
+    auto sender = shm_connect(listener->path(), sender_options, 5s);
+    EXPECT_TRUE(sender.ok()) << sender.status().to_string();
+    auto receiver = listener->accept(5s, receiver_options);
+    EXPECT_TRUE(receiver.ok()) << receiver.status().to_string();
+    if (sender.ok()) c.sender = std::move(sender).value();
+    if (receiver.ok()) c.receiver = std::move(receiver).value();
+    return c;
+  }
+
+  std::optional<ShmSocketDir> shm_dir_;
+  int shm_sockets_ = 0;
 };
 
 // The offset of chunk `sequence`'s header in the stream.
@@ -422,9 +458,11 @@ TEST_P(TransportTest, BytesThatAreNotChunksAreRefusedByTheSender) {
   EXPECT_TRUE(contains(skipped.message(), "sequence number 1, expected 0")) << skipped.message();
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::Values(Kind::kTcp, Kind::kLoopback),
+INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::Values(Kind::kTcp, Kind::kShm, Kind::kLoopback),
                          [](const ::testing::TestParamInfo<Kind>& info) {
-                           return info.param == Kind::kTcp ? "Tcp" : "Loopback";
+                           std::string name = kind_name(info.param);
+                           name[0] = static_cast<char>(std::toupper(name[0]));
+                           return name;
                          });
 
 }  // namespace

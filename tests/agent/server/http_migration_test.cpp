@@ -3,6 +3,7 @@
 // 2, ... and no error; and after the source dies, a client resumes on the target.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "tests/agent/server/server_test_util.h"
@@ -34,12 +35,25 @@ engine::EngineOptions slow_engine() {
   return eo;
 }
 
-// Asks the target to prepare and the source to start; returns the source's final report.
-json migrate(testing::TestServer& source, testing::TestServer& target, const std::string& mode) {
+// Asks the target to prepare and the source to start, over `transport` ("tcp" or "shm"); returns
+// the source's final report.
+json migrate(testing::TestServer& source, testing::TestServer& target, const std::string& mode,
+             const std::string& transport = "tcp", std::string* endpoint = nullptr) {
   HttpResponse prep = http_call(target.port, "POST", "/control/v1/migrations",
                                 json{{"id", "mig-1"}, {"source", source.server->url()}}.dump(), kAuth);
   EXPECT_EQ(prep.status, 200) << prep.body;
-  std::string ep = json::parse(prep.body)["data_endpoint"];
+  const json prepared = json::parse(prep.body);
+  std::string ep = prepared["data_endpoint"];
+  EXPECT_EQ(prepared["data_endpoints"]["tcp"], ep) << prep.body;
+  if (transport == "shm") {
+    EXPECT_TRUE(prepared["data_endpoints"].contains("shm")) << prep.body;
+    ep = prepared["data_endpoints"].value("shm", std::string());
+    EXPECT_EQ(ep.rfind("shm:///", 0), 0u) << ep;
+    // What `migrate --transport auto` compares: both agents of this process are on one node.
+    json status = json::parse(http_call(source.port, "GET", "/control/v1/status", "", kAuth).body);
+    EXPECT_EQ(status["node_id"], prepared["node_id"]) << status.dump() << " vs " << prep.body;
+  }
+  if (endpoint != nullptr) *endpoint = ep;
   HttpResponse start = http_call(
       source.port, "POST", "/control/v1/migrations/mig-1/start",
       json{{"data_endpoint", ep}, {"target_url", target.server->url()}, {"mode", mode}, {"downtime_budget_ms", 20}}
@@ -60,7 +74,16 @@ std::vector<int32_t> want_tokens(const testing::TestServer& ts, int i, int max_t
                                    max_tokens, i % 2 ? 0.7f : 0.0f, 10 + i);
 }
 
-class HttpMigration : public ::testing::TestWithParam<std::string> {};
+struct MigrationCase {
+  std::string mode;
+  std::string transport;
+};
+
+void PrintTo(const MigrationCase& c, std::ostream* os) {
+  *os << c.mode << " over " << c.transport;
+}
+
+class HttpMigration : public ::testing::TestWithParam<MigrationCase> {};
 
 TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
   testing::TestServer a(slow_engine()), b(slow_engine());
@@ -75,9 +98,13 @@ TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
     ASSERT_EQ(head.status, 200);
     bodies[i] = clients.back()->read_body_piece().value_or("");
   }
-  json st = migrate(a, b, GetParam());
+  std::string endpoint;
+  json st = migrate(a, b, GetParam().mode, GetParam().transport, &endpoint);
   ASSERT_EQ(st["phase"], "Draining") << st.dump();
   EXPECT_EQ(st["report"]["result"], "switched");
+  EXPECT_EQ(st["transport"], GetParam().transport) << st.dump();
+  const json target_side = json::parse(http_call(b.port, "GET", "/control/v1/migrations/mig-1", "", kAuth).body);
+  EXPECT_EQ(target_side["transport"], GetParam().transport) << target_side.dump();
   for (int i = 0; i < n; ++i) {
     bodies[i] += clients[i]->read_all_body();
     EXPECT_EQ(testing::stream_tokens(bodies[i]), want_tokens(a, i, tokens)) << "client " << i;
@@ -85,9 +112,29 @@ TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
   // The work moved: the target generated the rest.
   std::string m = http_call(b.port, "GET", "/metrics").body;
   EXPECT_EQ(m.find("hotswap_generated_tokens_total 0\n"), std::string::npos);
+  // Both ends counted the migration: result by role, bytes by transport and direction, the
+  // source's downtime once (and its pre-copy rounds in kv mode).
+  const std::string t = GetParam().transport;
+  std::string ms = http_call(a.port, "GET", "/metrics").body;
+  EXPECT_NE(ms.find("hotswap_migrations_total{result=\"switched\",role=\"source\"} 1"), std::string::npos) << ms;
+  EXPECT_NE(m.find("hotswap_migrations_total{result=\"switched\",role=\"target\"} 1"), std::string::npos) << m;
+  EXPECT_NE(ms.find("hotswap_migration_bytes_total{direction=\"sent\",transport=\"" + t + "\"}"), std::string::npos);
+  EXPECT_NE(m.find("hotswap_migration_bytes_total{direction=\"received\",transport=\"" + t + "\"}"),
+            std::string::npos);
+  EXPECT_NE(ms.find("hotswap_migration_downtime_seconds_count 1"), std::string::npos) << ms;
+  if (GetParam().mode == "kv")
+    EXPECT_EQ(ms.find("hotswap_migration_precopy_rounds_total 0\n"), std::string::npos) << ms;
+  if (GetParam().transport == "shm") {
+    // The target's socket and its directory went once the source connected.
+    const std::string socket = endpoint.substr(std::string("shm://").size());
+    EXPECT_FALSE(std::filesystem::exists(socket)) << socket;
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket).parent_path())) << socket;
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, HttpMigration, ::testing::Values("kv", "recompute"));
+INSTANTIATE_TEST_SUITE_P(Modes, HttpMigration,
+                         ::testing::Values(MigrationCase{"kv", "tcp"}, MigrationCase{"recompute", "tcp"},
+                                           MigrationCase{"kv", "shm"}));
 
 TEST(HttpMigrationResume, AfterTheSourceDiesClientsResumeOnTheTarget) {
   auto a = std::make_unique<testing::TestServer>(slow_engine());
@@ -101,7 +148,12 @@ TEST(HttpMigrationResume, AfterTheSourceDiesClientsResumeOnTheTarget) {
   json st = migrate(*a, b, "kv");
   ASSERT_EQ(st["phase"], "Draining") << st.dump();
   // Some relayed events arrive, then the source goes away mid-stream.
-  while (testing::parse_sse(seen).size() < 20) seen += client.read_body_piece().value_or("");
+  for (int i = 0; i < 10000 && testing::parse_sse(seen).size() < 20; ++i) {
+    auto piece = client.read_body_piece();
+    if (!piece) break;
+    seen += *piece;
+  }
+  ASSERT_GE(testing::parse_sse(seen).size(), 20u) << seen;
   a.reset();
   while (auto piece = client.read_body_piece()) seen += *piece;
   seen = seen.substr(0, seen.rfind("\n\n") + 2);
@@ -123,8 +175,32 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
   EXPECT_EQ(
       http_call(a.port, "POST", "/control/v1/migrations/x/start", R"({"data_endpoint": "udp://h:1"})", kAuth).status,
       400);
+  EXPECT_EQ(http_call(a.port, "POST", "/control/v1/migrations/y/start",
+                      R"({"data_endpoint": "shm://relative.sock", "target_url": "http://127.0.0.1:1"})", kAuth)
+                .status,
+            400);
   EXPECT_EQ(http_call(a.port, "GET", "/control/v1/migrations/nope", "", kAuth).status, 404);
   EXPECT_EQ(http_call(a.port, "POST", "/control/v1/migrations", "{}").status, 401);
+}
+
+TEST(HttpMigrationErrors, AbortBeforeTheSourceConnectsEndsTheTargetsWaitAndRemovesItsSocket) {
+  testing::TestServer b;
+  HttpResponse prep = http_call(b.port, "POST", "/control/v1/migrations", json{{"id", "m"}}.dump(), kAuth);
+  ASSERT_EQ(prep.status, 200) << prep.body;
+  const std::string socket = json::parse(prep.body)["data_endpoints"].value("shm", std::string()).substr(6);
+  ASSERT_FALSE(socket.empty()) << prep.body;
+  EXPECT_TRUE(std::filesystem::exists(socket)) << socket;
+  ASSERT_EQ(http_call(b.port, "POST", "/control/v1/migrations/m/abort", "{}", kAuth).status, 200);
+  json st;
+  for (int i = 0; i < 200; ++i) {  // the wait looks at aborts every 100 ms: well within 2 s
+    st = json::parse(http_call(b.port, "GET", "/control/v1/migrations/m", "", kAuth).body);
+    if (st["phase"] == "Failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(st["phase"], "Failed") << st.dump();
+  EXPECT_NE(st.value("error", std::string()).find("aborted before the source connected"), std::string::npos)
+      << st.dump();
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket).parent_path())) << socket;
 }
 
 }  // namespace
