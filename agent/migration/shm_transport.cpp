@@ -7,22 +7,20 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <thread>
 #include <vector>
 
 #include "agent/migration/chunk_stream.h"
 #include "agent/migration/little_endian.h"
+#include "agent/migration/unix_socket.h"
 
 namespace hotswap::migration {
 namespace {
@@ -57,58 +55,22 @@ struct ShmHeader {
 };
 static_assert(sizeof(ShmHeader) <= kHeaderBytes);
 
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
-
-int poll_timeout_ms(Deadline deadline) {
-  if (deadline == Deadline::max()) return -1;
-  const Deadline now = Clock::now();
-  if (deadline <= now) return 0;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return static_cast<int>(std::min<int64_t>(ms, INT_MAX));
-}
-
-// Waits for `events` on fd until the deadline; OK with *ready false when it passed.
-Status wait_fd(int fd, short events, Deadline deadline, const std::string& what, bool* ready) {
-  for (;;) {
-    pollfd p = {fd, events, 0};
-    const int r = ::poll(&p, 1, poll_timeout_ms(deadline));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return unavailable(what + ": poll(): " + errno_text(errno));
-    }
-    if (r == 0 && Clock::now() < deadline) continue;  // poll's millisecond rounding woke it early
-    *ready = r > 0;
-    return Status::ok_status();
-  }
-}
+// The shm sockets (unix_socket.h): so named in messages; a file already at a target's path is
+// refused, never removed (it is another listener's, or a dead agent's to look at); a missing file
+// is kNotFound (no target there).
+const UnixSocketStyle kShmSocketStyle{.noun = "shm socket", .replace_stale_file = false, .missing_is_not_found = true};
 
 bool valid_ring_bytes(size_t n) {
   return n >= kMinShmRingBytes && n <= kMaxShmRingBytes && (n & (n - 1)) == 0;
 }
 
+// A Unix socket name that is a filesystem path: the header says why not the abstract namespace.
 Status check_socket_path(const std::string& path) {
-  if (path.empty()) return invalid_argument("the shm socket path is empty");
-  if (path.size() > kMaxShmSocketPathBytes) {
-    return invalid_argument("shm socket path '" + path + "' is " + std::to_string(path.size()) +
-                            " bytes long; a Unix socket path holds at most " + std::to_string(kMaxShmSocketPathBytes) +
-                            ": use a shorter directory (TMPDIR)");
+  if (is_abstract_unix_socket_name(path)) {
+    return invalid_argument("shm socket path '" + path +
+                            "' is an abstract socket name: the shm transport takes a filesystem path");
   }
-  return Status::ok_status();
-}
-
-sockaddr_un socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());  // checked by check_socket_path; NUL from {}
-  return addr;
-}
-
-StatusOr<UniqueFd> new_unix_socket(const std::string& what) {
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return unavailable(what + ": socket(): " + errno_text(errno));
-  return UniqueFd(fd);
+  return check_unix_socket_name(path).with_context("shm socket path");
 }
 
 // The shared memory, mapped; unmapped when destroyed.
@@ -394,7 +356,7 @@ Status send_hello(int socket, int memfd, size_t ring_bytes, Deadline deadline, c
       return unavailable(what + ": sending the shared memory: " + errno_text(errno));
     }
     bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_fd(socket, POLLOUT, deadline, what, &ready));
+    HOTSWAP_RETURN_IF_ERROR(wait_for_fd(socket, POLLOUT, deadline, -1, "the target", &ready).with_context(what));
     if (!ready) return unavailable(what + ": timed out sending the shared memory");
   }
   return Status::ok_status();
@@ -434,51 +396,18 @@ Status receive_hello(int socket, uint8_t* hello, std::vector<UniqueFd>* memfds, 
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return unavailable(what + ": " + errno_text(errno));
     bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_fd(socket, POLLIN, deadline, what, &ready));
+    HOTSWAP_RETURN_IF_ERROR(wait_for_fd(socket, POLLIN, deadline, -1, "the source", &ready).with_context(what));
     if (!ready) return unavailable(what + ": timed out waiting for the source's handshake");
   }
   return Status::ok_status();
-}
-
-// Connects to path; waits (within the deadline) only while the listener's backlog is full.
-StatusOr<UniqueFd> connect_unix(const std::string& path, Deadline deadline) {
-  const std::string what = "connect to shm socket " + path;
-  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, new_unix_socket(what));
-  const sockaddr_un addr = socket_address(path);
-  for (;;) {
-    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return sock;
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN) {
-      if (Clock::now() >= deadline) return unavailable(what + ": timed out: the listener's backlog stays full");
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      continue;
-    }
-    if (err == ENOENT) return not_found(what + ": no such file: no target listens there (or it has gone)");
-    if (err == ECONNREFUSED)
-      return unavailable(what + ": connection refused: the socket file is there, nobody listens");
-    return unavailable(what + ": " + errno_text(err));
-  }
 }
 
 }  // namespace
 
 StatusOr<ShmListener> ShmListener::listen(const std::string& path) {
   HOTSWAP_RETURN_IF_ERROR(check_socket_path(path));
-  const std::string what = "listen on shm socket " + path;
-  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, new_unix_socket(what));
-  const sockaddr_un addr = socket_address(path);
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    const int err = errno;
-    if (err == EADDRINUSE) {
-      return unavailable(what + ": a file is already there (a socket left by an agent that died? remove it)");
-    }
-    if (err == ENOENT) return not_found(what + ": its directory does not exist");
-    return unavailable(what + ": bind(): " + errno_text(err));
-  }
-  ShmListener listener(std::move(sock), path);  // from here on, the file is removed on the way out
-  if (::listen(listener.fd_.get(), 16) != 0) return unavailable(what + ": listen(): " + errno_text(errno));
-  return listener;
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, listen_unix_socket(path, kShmSocketStyle));
+  return ShmListener(std::move(sock), path);
 }
 
 ShmListener::ShmListener(ShmListener&& other) noexcept : fd_(std::move(other.fd_)), path_(std::move(other.path_)) {
@@ -487,7 +416,7 @@ ShmListener::ShmListener(ShmListener&& other) noexcept : fd_(std::move(other.fd_
 
 ShmListener& ShmListener::operator=(ShmListener&& other) noexcept {
   if (this != &other) {
-    if (!path_.empty()) ::unlink(path_.c_str());
+    remove_unix_socket_name(path_);
     fd_ = std::move(other.fd_);
     path_ = std::move(other.path_);
     other.path_.clear();
@@ -496,25 +425,13 @@ ShmListener& ShmListener::operator=(ShmListener&& other) noexcept {
 }
 
 ShmListener::~ShmListener() {
-  if (!path_.empty()) ::unlink(path_.c_str());
+  remove_unix_socket_name(path_);
 }
 
 StatusOr<std::unique_ptr<ByteLink>> ShmListener::accept_link(std::chrono::milliseconds timeout) {
   const Deadline deadline = deadline_after(timeout);
   const std::string what = "accepting a migration source on shm socket " + path_;
-  UniqueFd sock;
-  for (;;) {
-    const int fd = ::accept4(fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      sock.reset(fd);
-      break;
-    }
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return unavailable(what + ": accept(): " + errno_text(errno));
-    bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_fd(fd_.get(), POLLIN, deadline, what, &ready));
-    if (!ready) return unavailable("timed out waiting for a migration source to connect to shm socket " + path_);
-  }
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, accept_unix_socket(fd_.get(), deadline, path_, kShmSocketStyle));
 
   uint8_t hello[kHelloBytes];
   std::vector<UniqueFd> memfds;
@@ -573,7 +490,7 @@ StatusOr<std::unique_ptr<ByteLink>> shm_connect_link(const std::string& path, st
                             std::to_string(kMinShmRingBytes) + ", " + std::to_string(kMaxShmRingBytes) + "]");
   }
   const Deadline deadline = deadline_after(timeout);
-  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, connect_unix(path, deadline));
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd sock, connect_unix_socket(path, deadline, kShmSocketStyle));
 
   const int fd = ::memfd_create("hotswap-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) return unavailable(what + ": memfd_create(): " + errno_text(errno));

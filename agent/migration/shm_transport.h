@@ -43,6 +43,7 @@
 #include "agent/migration/byte_link.h"
 #include "agent/migration/tcp_socket.h"
 #include "agent/migration/transport.h"
+#include "agent/migration/unix_socket.h"
 
 namespace hotswap::migration {
 
@@ -50,13 +51,14 @@ namespace hotswap::migration {
 inline constexpr size_t kShmRingBytes = 8u << 20;
 inline constexpr size_t kMinShmRingBytes = 4u << 10;
 inline constexpr size_t kMaxShmRingBytes = 1u << 30;
-// sizeof(sockaddr_un::sun_path) less its terminating NUL.
-inline constexpr size_t kMaxShmSocketPathBytes = 107;
+// A shm socket path is a Unix socket name (unix_socket.h): sun_path less its terminating NUL.
+inline constexpr size_t kMaxShmSocketPathBytes = kMaxUnixSocketNameBytes;
 
 // The target's listening Unix socket. Removes its socket file when destroyed. Threads: one owner.
 class ShmListener {
  public:
-  // Binds a Unix stream socket at `path` (a file that must not exist yet; its directory must).
+  // Binds a Unix stream socket at `path` (unix_socket.h; an absolute path where no file exists
+  // yet, in a directory that does: kNotFound without one).
   static StatusOr<ShmListener> listen(const std::string& path);
 
   ShmListener(ShmListener&& other) noexcept;

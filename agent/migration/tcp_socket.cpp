@@ -18,45 +18,12 @@
 namespace hotswap::migration {
 namespace {
 
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
-
 std::string endpoint(const std::string& host, uint16_t port) {
   return host + ":" + std::to_string(port);
 }
 
-int poll_timeout_ms(Deadline deadline) {
-  if (deadline == Deadline::max()) return -1;
-  const Deadline now = Clock::now();
-  if (deadline <= now) return 0;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return static_cast<int>(std::min<int64_t>(ms, INT_MAX));
-}
-
 Status interrupted(const std::string& peer) {
   return unavailable("the connection to " + peer + " was closed locally");
-}
-
-// Waits for `events` on fd, or the wake descriptor, or the deadline. OK with *ready false: the
-// deadline passed.
-Status wait_for(int fd, short events, Deadline deadline, int wake_fd, const std::string& peer, bool* ready) {
-  for (;;) {
-    pollfd fds[2] = {{fd, events, 0}, {wake_fd, POLLIN, 0}};
-    const int r = ::poll(fds, wake_fd >= 0 ? 2 : 1, poll_timeout_ms(deadline));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return unavailable("poll() on the connection to " + peer + ": " + errno_text(errno));
-    }
-    if (wake_fd >= 0 && fds[1].revents != 0) return interrupted(peer);
-    if (r == 0) {
-      if (Clock::now() < deadline) continue;  // poll's millisecond rounding woke it early
-      *ready = false;
-      return Status::ok_status();
-    }
-    *ready = true;  // readiness, or an error or hang-up that the next call reports
-    return Status::ok_status();
-  }
 }
 
 // The buffer size to ask for, given the kernel's cap in `sysctl_path`; 0: leave it to the kernel.
@@ -115,6 +82,37 @@ std::string describe(const sockaddr_in& addr) {
 
 }  // namespace
 
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
+
+int poll_timeout_ms(Deadline deadline) {
+  if (deadline == Deadline::max()) return -1;
+  const Deadline now = Clock::now();
+  if (deadline <= now) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+  return static_cast<int>(std::min<int64_t>(ms, INT_MAX));
+}
+
+Status wait_for_fd(int fd, short events, Deadline deadline, int wake_fd, const std::string& peer, bool* ready) {
+  for (;;) {
+    pollfd fds[2] = {{fd, events, 0}, {wake_fd, POLLIN, 0}};
+    const int r = ::poll(fds, wake_fd >= 0 ? 2 : 1, poll_timeout_ms(deadline));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return unavailable("poll() on the connection to " + peer + ": " + errno_text(errno));
+    }
+    if (wake_fd >= 0 && fds[1].revents != 0) return interrupted(peer);
+    if (r == 0) {
+      if (Clock::now() < deadline) continue;  // poll's millisecond rounding woke it early
+      *ready = false;
+      return Status::ok_status();
+    }
+    *ready = true;  // readiness, or an error or hang-up that the next call reports
+    return Status::ok_status();
+  }
+}
+
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
@@ -158,7 +156,7 @@ StatusOr<UniqueFd> accept_tcp_socket(int listen_fd, Deadline deadline, std::stri
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return unavailable(std::string("accept(): ") + errno_text(errno));
     bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_for(listen_fd, POLLIN, deadline, -1, "listener", &ready));
+    HOTSWAP_RETURN_IF_ERROR(wait_for_fd(listen_fd, POLLIN, deadline, -1, "listener", &ready));
     if (!ready) return unavailable("timed out waiting for a migration source to connect");
   }
 }
@@ -170,7 +168,7 @@ StatusOr<UniqueFd> connect_tcp_socket(const std::string& host, uint16_t port, De
   if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return sock;
   if (errno != EINPROGRESS && errno != EINTR) return unavailable(what + ": " + errno_text(errno));
   bool ready = false;
-  HOTSWAP_RETURN_IF_ERROR(wait_for(sock.get(), POLLOUT, deadline, -1, endpoint(host, port), &ready));
+  HOTSWAP_RETURN_IF_ERROR(wait_for_fd(sock.get(), POLLOUT, deadline, -1, endpoint(host, port), &ready));
   if (!ready) return unavailable(what + ": timed out");
   int err = 0;
   socklen_t len = sizeof err;
@@ -192,7 +190,7 @@ Status send_all(int fd, const uint8_t* data, size_t n, Deadline deadline, int wa
       return unavailable("connection to " + peer + ": " + errno_text(errno));
     }
     bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_for(fd, POLLOUT, deadline, wake_fd, peer, &ready));
+    HOTSWAP_RETURN_IF_ERROR(wait_for_fd(fd, POLLOUT, deadline, wake_fd, peer, &ready));
     if (!ready) return unavailable("timed out sending to " + peer + ": it has stopped taking bytes");
   }
   return Status::ok_status();
@@ -207,7 +205,7 @@ StatusOr<LinkRead> receive_some(int fd, uint8_t* data, size_t capacity, Deadline
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return unavailable("connection to " + peer + ": " + errno_text(errno));
     bool ready = false;
-    HOTSWAP_RETURN_IF_ERROR(wait_for(fd, POLLIN, deadline, wake_fd, peer, &ready));
+    HOTSWAP_RETURN_IF_ERROR(wait_for_fd(fd, POLLIN, deadline, wake_fd, peer, &ready));
     if (!ready) return LinkRead{0, false};
   }
 }

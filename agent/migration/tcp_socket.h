@@ -1,6 +1,8 @@
 // POSIX TCP sockets for the migration transport and the link probe: IPv4, non-blocking, Nagle
 // off, large kernel buffers. Every wait is a poll() with a deadline, and may also watch a "wake"
-// descriptor (the read end of a pipe that another thread writes to interrupt it).
+// descriptor (the read end of a pipe that another thread writes to interrupt it). UniqueFd, the
+// poll helpers, send_all() and receive_some() serve any non-blocking stream socket: the Unix
+// sockets of unix_socket.h and the shm transport use them too.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +47,17 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// strerror(err), for messages.
+std::string errno_text(int err);
+// poll()'s timeout for a deadline: -1 for Deadline::max() (no limit), else the milliseconds left,
+// rounded up (0 once it has passed).
+int poll_timeout_ms(Deadline deadline);
+// Waits for `events` on fd, or the wake descriptor (wake_fd < 0: none; when it is readable: the
+// connection to `peer` was closed locally, kUnavailable), or the deadline. OK with *ready false:
+// the deadline passed; with *ready true: fd is ready, or has an error or hang-up that the next
+// call on it reports.
+Status wait_for_fd(int fd, short events, Deadline deadline, int wake_fd, const std::string& peer, bool* ready);
 
 // A listening socket on host:port (port 0: the kernel picks one), SO_REUSEADDR, non-blocking.
 // host is an IPv4 address ("127.0.0.1", "0.0.0.0") or a name that resolves to one.

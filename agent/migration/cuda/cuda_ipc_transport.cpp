@@ -10,8 +10,8 @@
 #include "agent/migration/cuda/bulk_link.h"
 #include "agent/migration/cuda/gpu_device.h"
 #include "agent/migration/cuda/gpu_endpoint.h"
-#include "agent/migration/cuda/unix_socket.h"
 #include "agent/migration/little_endian.h"
+#include "agent/migration/unix_socket.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace hotswap::migration {

@@ -3,7 +3,7 @@
 #include <cctype>
 #include <cstring>
 
-#include "agent/migration/cuda/unix_socket.h"
+#include "agent/migration/unix_socket.h"
 
 namespace hotswap::migration {
 namespace {

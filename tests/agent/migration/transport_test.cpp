@@ -20,6 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BigStream;
+using testing::Connected;
 using testing::contains;
 using testing::decode_reference;
 using testing::expect_same_chunks;
@@ -41,11 +42,6 @@ std::string kind_name(Kind k) {
   }
   return "?";
 }
-
-struct Connected {
-  std::unique_ptr<ChunkSender> sender;
-  std::unique_ptr<ChunkReceiver> receiver;
-};
 
 class TransportTest : public ::testing::TestWithParam<Kind> {
  protected:

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -115,6 +117,39 @@ inline Status send_stream(ChunkSender& sender, const BigStream& stream,
                           std::chrono::milliseconds timeout_per_write = 10s) {
   SnapshotWriter w(snapshot_sink(sender, timeout_per_write));
   return stream.write(w);
+}
+
+// Both ends of one chunk stream.
+struct Connected {
+  std::unique_ptr<ChunkSender> sender;
+  std::unique_ptr<ChunkReceiver> receiver;
+};
+
+// For a source in a child process: the whole stream, flushed, then the target's reply, which
+// must be {"switched":true}. The first failure, saying which step.
+inline Status send_stream_for_reply(ChunkSender& sender, const BigStream& stream,
+                                    std::chrono::milliseconds timeout_per_write = 10s) {
+  HOTSWAP_RETURN_IF_ERROR(send_stream(sender, stream, timeout_per_write).with_context("send_stream"));
+  HOTSWAP_RETURN_IF_ERROR(sender.flush(30s).with_context("flush"));
+  auto reply = sender.await_reply(30s);
+  if (!reply.ok()) return reply.status().with_context("await_reply");
+  if (*reply != R"({"switched":true})") return internal_error("reply: unexpected reply " + *reply);
+  return Status::ok_status();
+}
+
+// For a source in a child process that dies mid-stream: writes the stream and, once more than
+// 3 MB have gone, exits at once with exit_status and no cleanup, as a crash would (the kernel
+// closes its descriptors). Returns 2 only when the stream ended first.
+inline int write_stream_then_die(ChunkSender& sender, const BigStream& stream, int exit_status,
+                                 std::chrono::milliseconds timeout_per_write) {
+  uint64_t written = 0;
+  SnapshotWriter w([&](const uint8_t* data, size_t n) {
+    if (written > 3'000'000) std::_Exit(exit_status);
+    written += n;
+    return sender.write(data, n, timeout_per_write);
+  });
+  (void)stream.write(w);
+  return 2;
 }
 
 struct Received {

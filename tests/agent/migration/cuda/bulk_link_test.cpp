@@ -23,6 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::BigStream;
+using testing::Connected;
 using testing::contains;
 using testing::decode_reference;
 using testing::expect_same_chunks;
@@ -206,11 +207,6 @@ Links make_links(Mover mover, size_t ring_bytes = 1u << 20) {
   if (target.ok()) l.target = std::move(target).value();
   return l;
 }
-
-struct Connected {
-  std::unique_ptr<ChunkSender> sender;
-  std::unique_ptr<ChunkReceiver> receiver;
-};
 
 Connected connect_stream(Mover mover, SenderOptions sender_options = {}) {
   Links l = make_links(mover);

@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <thread>
 
-#include "agent/migration/cuda/unix_socket.h"
+#include "agent/migration/unix_socket.h"
 #include "tests/agent/migration/cuda/gpu_test_util.h"
 #include "tests/agent/migration/cuda/peer_process.h"
 #include "tests/agent/migration/transport_test_util.h"
@@ -24,12 +24,15 @@ using testing::BigStream;
 using testing::contains;
 using testing::decode_reference;
 using testing::expect_same_chunks;
+using testing::fail_child;
 using testing::make_big_stream;
 using testing::PeerProcess;
 using testing::receive_all;
 using testing::Received;
 using testing::send_stream;
+using testing::send_stream_for_reply;
 using testing::unique_socket_path;
+using testing::write_stream_then_die;
 
 constexpr char kWhyOneGpu[] = "a cuda-ipc ring in device memory";
 constexpr auto kPeerTimeout = 60s;
@@ -104,11 +107,6 @@ TEST(CudaIpcTransport, WithoutAGpuListenAndConnectFailNamingTheCudaError) {
 
 // ---- The child's roles. ----
 
-int fail_child(const char* what, const Status& st) {
-  std::fprintf(stderr, "[ peer ] %s: %s\n", what, st.to_string().c_str());
-  return 1;
-}
-
 // Connects, retrying while the target is not listening yet (no socket file, or refused).
 StatusOr<std::unique_ptr<ChunkSender>> connect_when_listening(const std::string& path, SenderOptions options) {
   StatusOr<std::unique_ptr<ChunkSender>> sender = unavailable("not tried");
@@ -136,14 +134,7 @@ HOTSWAP_PEER_ROLE(cuda_ipc_source) {
   if (!sender.ok()) return fail_child("cuda_ipc_connect", sender.status());
   if (mode == "crash") {
     // Dies after ~3 MB, without any cleanup: the kernel closes the socket, the driver the mapping.
-    uint64_t written = 0;
-    SnapshotWriter w([&](const uint8_t* data, size_t n) {
-      if (written > 3'000'000) std::_Exit(7);
-      written += n;
-      return (*sender)->write(data, n, 10s);
-    });
-    (void)stream.write(w);
-    return 2;  // the stream was not supposed to finish
+    return write_stream_then_die(**sender, stream, 7, 10s);
   }
   if (mode == "target-dies") {
     Status sent = send_stream(**sender, stream, 10s);
@@ -154,13 +145,8 @@ HOTSWAP_PEER_ROLE(cuda_ipc_source) {
     }
     return 0;
   }
-  Status st = send_stream(**sender, stream);
-  if (!st.ok()) return fail_child("send_stream", st);
-  st = (*sender)->flush(30s);
-  if (!st.ok()) return fail_child("flush", st);
-  auto reply = (*sender)->await_reply(30s);
-  if (!reply.ok()) return fail_child("await_reply", reply.status());
-  if (*reply != R"({"switched":true})") return fail_child("reply", internal_error("unexpected reply " + *reply));
+  const Status st = send_stream_for_reply(**sender, stream);
+  if (!st.ok()) return fail_child("source", st);
   const SenderStats s = (*sender)->stats();
   if (mode == "corrupt" && s.resend_requests != 1) {
     return fail_child("stats", internal_error(std::to_string(s.resend_requests) + " resend requests"));

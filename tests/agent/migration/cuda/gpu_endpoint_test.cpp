@@ -6,17 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/migration/cuda/unix_socket.h"
+#include "agent/migration/unix_socket.h"
 #include "tests/agent/migration/cuda/peer_process.h"
+#include "tests/agent/migration/transport_test_util.h"
 
 namespace hotswap::migration {
 namespace {
 
 using namespace std::chrono_literals;
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
+using testing::contains;
 
 TEST(GpuEndpoint, CudaIpcEndpointsNameAPathOrAnAbstractSocket) {
   auto path = parse_cuda_ipc_endpoint("cuda-ipc:///run/hotswap/migration-1.sock");

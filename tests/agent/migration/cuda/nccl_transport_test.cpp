@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <cstdlib>
 
 #include "agent/migration/cuda/gpu_endpoint.h"
 #include "tests/agent/migration/cuda/gpu_test_util.h"
@@ -23,11 +22,13 @@ using testing::BigStream;
 using testing::contains;
 using testing::decode_reference;
 using testing::expect_same_chunks;
+using testing::fail_child;
 using testing::make_big_stream;
 using testing::PeerProcess;
 using testing::receive_all;
 using testing::Received;
-using testing::send_stream;
+using testing::send_stream_for_reply;
+using testing::write_stream_then_die;
 
 constexpr char kWhyTwoGpus[] =
     "one per NCCL rank: NCCL refuses two ranks of a communicator on the same GPU, so a 1-GPU machine cannot run it";
@@ -93,11 +94,6 @@ TEST(NcclTransport, BadOptionsAreRefusedBeforeTheGpuIsTouched) {
 
 // ---- The child's role. ----
 
-int fail_child(const char* what, const Status& st) {
-  std::fprintf(stderr, "[ peer ] %s: %s\n", what, st.to_string().c_str());
-  return 1;
-}
-
 // args: endpoint ("nccl://127.0.0.1:PORT"), mode ("whole", "corrupt", "crash"). Runs on GPU 1.
 HOTSWAP_PEER_ROLE(nccl_source) {
   auto ep = parse_nccl_endpoint(args.at(0));
@@ -113,23 +109,9 @@ HOTSWAP_PEER_ROLE(nccl_source) {
   gpu.device = 1;
   auto sender = nccl_connect(ep->host, ep->port, options, 60s, gpu);
   if (!sender.ok()) return fail_child("nccl_connect", sender.status());
-  if (mode == "crash") {
-    uint64_t written = 0;
-    SnapshotWriter w([&](const uint8_t* data, size_t n) {
-      if (written > 3'000'000) std::_Exit(7);
-      written += n;
-      return (*sender)->write(data, n, 20s);
-    });
-    (void)stream.write(w);
-    return 2;
-  }
-  Status st = send_stream(**sender, stream, 20s);
-  if (!st.ok()) return fail_child("send_stream", st);
-  st = (*sender)->flush(30s);
-  if (!st.ok()) return fail_child("flush", st);
-  auto reply = (*sender)->await_reply(30s);
-  if (!reply.ok()) return fail_child("await_reply", reply.status());
-  if (*reply != R"({"switched":true})") return fail_child("reply", internal_error("unexpected reply " + *reply));
+  if (mode == "crash") return write_stream_then_die(**sender, stream, 7, 20s);
+  const Status st = send_stream_for_reply(**sender, stream, 20s);
+  if (!st.ok()) return fail_child("source", st);
   if (mode == "corrupt" && (*sender)->stats().resend_requests != 1) {
     return fail_child("stats", internal_error("expected one resend request"));
   }

@@ -87,6 +87,11 @@ int PeerProcess::wait(std::chrono::milliseconds timeout) {
   }
 }
 
+int fail_child(const char* what, const Status& st) {
+  std::fprintf(stderr, "[ peer ] %s: %s\n", what, st.to_string().c_str());
+  return 1;
+}
+
 std::string unique_socket_path(const std::string& tag) {
   static std::atomic<int> counter{0};
   return "/tmp/hotswap-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + ".sock";

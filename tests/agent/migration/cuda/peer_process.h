@@ -41,6 +41,9 @@ class PeerProcess {
   pid_t pid_ = -1;
 };
 
+// For a role: says on stderr what failed and returns 1, the role's exit status.
+int fail_child(const char* what, const Status& st);
+
 // A socket path of its own under /tmp for one test.
 std::string unique_socket_path(const std::string& tag);
 
