@@ -299,7 +299,7 @@ Status Engine::detach(const std::string& id) {
   return Status();
 }
 
-Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
+StatusOr<std::unique_ptr<Engine::Sequence>> Engine::imported_sequence(const SequenceSnapshot& s) const {
   GenerationRequest r = s.request;
   if (!r.seed) return invalid_argument("migrated request '" + r.id + "' has no resolved seed");
   r.sampling.seed = *r.seed;
@@ -318,6 +318,7 @@ Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
     return invalid_argument("migrated request '" + r.id + "' has already generated its max_tokens");
   if (s.text_emitted < 0 || s.text_emitted > static_cast<int64_t>(s.text_bytes.size()))
     return invalid_argument("migrated request '" + r.id + "': text_emitted is outside its text");
+  if (s.position < 0) return invalid_argument("migrated request '" + r.id + "': negative position");
   auto seq = std::make_unique<Sequence>();
   seq->tokens = r.prompt;
   seq->tokens.insert(seq->tokens.end(), s.generated.begin(), s.generated.end());
@@ -326,9 +327,14 @@ Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
   seq->text.restore(s.text_bytes, static_cast<size_t>(s.text_emitted));
   seq->kv_epoch = s.kv_epoch;
   seq->request = std::move(r);
+  return seq;
+}
+
+Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
+  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, imported_sequence(s));
+  const int64_t total = static_cast<int64_t>(seq->tokens.size());
   // The last token's K/V is computed by the next step, which also samples after it.
   const int64_t position = kv != nullptr ? std::min(s.position, total - 1) : 0;
-  if (position < 0) return invalid_argument("migrated request '" + seq->request.id + "': negative position");
   if (position > 0) {
     const int64_t n = executor_->kv_layout().blocks_for(position);
     if (n > allocator_->free_count())
@@ -347,6 +353,52 @@ Status Engine::import_sequence(const SequenceSnapshot& s, const void* kv) {
   }
   sequences_.emplace(seq->request.id, std::move(seq));
   return Status();
+}
+
+Status Engine::stage_kv(const std::string& request_id, int64_t first_block, int64_t count, const void* data) {
+  if (first_block < 0 || count < 1) return invalid_argument("stage_kv: bad block range");
+  if (sequences_.count(request_id)) return invalid_argument("request id '" + request_id + "' is already in use");
+  const int64_t max_blocks = executor_->kv_layout().blocks_for(max_model_len_);
+  if (first_block + count > max_blocks)
+    return invalid_argument("staged KV of '" + request_id + "' reaches block " + std::to_string(first_block + count) +
+                            "; this engine's context holds " + std::to_string(max_blocks));
+  std::vector<int32_t>& blocks = staged_[request_id];
+  const int64_t grow = first_block + count - static_cast<int64_t>(blocks.size());
+  if (grow > allocator_->free_count()) {
+    if (blocks.empty()) staged_.erase(request_id);
+    return resource_exhausted("staging the KV of '" + request_id + "' needs " + std::to_string(grow) +
+                              " more blocks; " + std::to_string(allocator_->free_count()) + " are free");
+  }
+  for (int64_t i = 0; i < grow; ++i) blocks.push_back(*allocator_->allocate());
+  return executor_->write_kv_blocks(blocks.data() + first_block, count, data);
+}
+
+Status Engine::import_staged(const SequenceSnapshot& s) {
+  auto it = staged_.find(s.request.id);
+  if (it == staged_.end()) return failed_precondition("no staged KV for '" + s.request.id + "'");
+  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<Sequence> seq, imported_sequence(s));
+  const int64_t position = std::min(s.position, static_cast<int64_t>(seq->tokens.size()) - 1);
+  const int64_t need = executor_->kv_layout().blocks_for(position);
+  if (position <= 0 || static_cast<int64_t>(it->second.size()) < need)
+    return failed_precondition("staged KV of '" + s.request.id + "' holds " + std::to_string(it->second.size()) +
+                               " blocks; position " + std::to_string(position) + " needs " + std::to_string(need));
+  seq->blocks = std::move(it->second);
+  staged_.erase(it);
+  while (static_cast<int64_t>(seq->blocks.size()) > need) {
+    allocator_->release(seq->blocks.back());
+    seq->blocks.pop_back();
+  }
+  seq->computed = position;
+  running_.push_back(seq.get());
+  sequences_.emplace(seq->request.id, std::move(seq));
+  return Status();
+}
+
+void Engine::drop_staged(const std::string& request_id) {
+  auto it = staged_.find(request_id);
+  if (it == staged_.end()) return;
+  for (int32_t b : it->second) allocator_->release(b);
+  staged_.erase(it);
 }
 
 EngineStats Engine::stats() const {

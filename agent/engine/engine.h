@@ -135,6 +135,20 @@ class Engine {
   // state that does not fit this engine (tokens outside the vocabulary, beyond the context),
   // no free blocks for the KV (kResourceExhausted: nothing changed; recompute can still work).
   Status import_sequence(const SequenceSnapshot& snapshot, const void* kv);
+  // Migration target: the KV of a sequence still arriving goes straight into this engine's pool
+  // (blocks reserved under its request id, not yet a sequence), so that the switch writes only
+  // the last few blocks and its pause does not grow with the context. stage_kv writes packed
+  // blocks [first_block, first_block + count) in kv_layout(), reserving blocks up to there;
+  // kResourceExhausted when the pool has no room (nothing changed). import_staged adds the
+  // sequence with the staged blocks as its cache (they must cover its position) and frees any
+  // staged beyond; drop_staged frees a reservation (a failed or finished transfer).
+  Status stage_kv(const std::string& request_id, int64_t first_block, int64_t count, const void* data);
+  Status import_staged(const SequenceSnapshot& snapshot);
+  void drop_staged(const std::string& request_id);
+  int64_t staged_blocks(const std::string& request_id) const {
+    auto it = staged_.find(request_id);
+    return it == staged_.end() ? 0 : static_cast<int64_t>(it->second.size());
+  }
   const kernels::KvLayout& kv_layout() const { return executor_->kv_layout(); }
   const Model& model() const { return *model_; }
   int max_model_len() const { return max_model_len_; }
@@ -164,6 +178,8 @@ class Engine {
   // Appends a sampled token, applies the stop conditions, returns the event.
   TokenEvent accept_token(Sequence* seq, int32_t token);
   bool is_eos(int32_t token) const;
+  // The checks and the Sequence of an import (its cache not yet attached).
+  StatusOr<std::unique_ptr<Sequence>> imported_sequence(const SequenceSnapshot& s) const;
 
   std::shared_ptr<const Model> model_;
   std::unique_ptr<ModelExecutor> executor_;
@@ -174,6 +190,7 @@ class Engine {
   std::vector<Sequence*> running_;  // admission order
   std::deque<Sequence*> waiting_;
   std::vector<TokenEvent> pending_events_;
+  std::map<std::string, std::vector<int32_t>> staged_;  // migration target: reserved blocks by request id
   EngineStats stats_;
   ForwardBatch batch_;
   std::vector<float> logits_;

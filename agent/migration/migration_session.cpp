@@ -400,8 +400,23 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
     ours = e.kv_layout();
     return Status();
   }));
+  // KV blocks of the same block size go straight into the engine's pool as they arrive
+  // (Engine::stage_kv; another dtype is converted chunk by chunk), so the switch writes only the
+  // last ones. Another block size, or a pool without room, stages in host memory and converts
+  // or recomputes at the end.
+  std::set<std::string> in_pool;   // request ids whose KV is staged in the engine
+  std::set<std::string> no_room;   // the pool ran out for them: host staging from the start
+  auto drop_pool = [&] {
+    if (in_pool.empty()) return;
+    (void)engine([&](engine::Engine& e) {
+      for (const auto& id : in_pool) e.drop_staged(id);
+      return Status();
+    });
+    in_pool.clear();
+  };
   bool ended = false;  // End arrived: the source waits for a reply; before it, an abort tells it
   auto fail = [&](const Status& st) {
+    drop_pool();
     rep.result = "failed";
     rep.error = st.to_string();
     if (ended) {
@@ -412,13 +427,16 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
     return rep;
   };
   std::optional<Manifest> manifest;
+  bool pool_staging = false;  // the manifest's block size is ours
   std::map<std::string, SequenceState> states;
   std::vector<std::string> order;  // arrival order of the sequences
-  std::map<std::string, std::vector<uint8_t>> staged;
+  std::map<std::string, std::vector<uint8_t>> staged;  // host staging (see above)
+  std::vector<uint8_t> converted;
   std::vector<SequenceState> queued;
   for (;;) {
     auto chunk = receiver.next(plan.timeout);
     if (!chunk.ok()) {
+      drop_pool();
       rep.result = "failed";
       rep.error = chunk.status().to_string();
       return rep;
@@ -435,6 +453,7 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
                                           std::to_string(l.n_kv_heads) + " KV heads, head_dim " +
                                           std::to_string(l.head_dim) + ") is not this model's"));
         manifest = mf;
+        pool_staging = l.block_size == ours.block_size;
         break;
       }
       case ChunkKind::kSequenceState: {
@@ -443,21 +462,59 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
           // It ended on the source during pre-copy: its client has everything already.
           states.erase(s.request_id);
           staged.erase(s.request_id);
+          if (in_pool.erase(s.request_id)) {
+            Status dst = engine([&](engine::Engine& e) {
+              e.drop_staged(s.request_id);
+              return Status();
+            });
+            if (!dst.ok()) return fail(dst);
+          }
           order.erase(std::remove(order.begin(), order.end(), s.request_id), order.end());
           break;
         }
         if (!states.count(s.request_id)) order.push_back(s.request_id);
-        auto& buf = staged[s.request_id];
-        buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());
+        if (!pool_staging || no_room.count(s.request_id)) {
+          auto& buf = staged[s.request_id];
+          buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());
+        }
         states[s.request_id] = s;
         break;
       }
       case ChunkKind::kKvBlocks: {
         const KvBlocks& kb = *chunk->kv_blocks;
+        rep.bytes += static_cast<int64_t>(kb.data.size());
+        if (pool_staging && !no_room.count(kb.request_id)) {
+          const void* data = kb.data.data();
+          if (!(manifest->kv_layout == ours)) {  // same blocks, another dtype: convert this chunk
+            converted.resize(static_cast<size_t>(kb.count) * ours.block_bytes());
+            Status cst = kernels::kv_convert(kernels::CpuContext{}, manifest->kv_layout, data, ours, converted.data(),
+                                             kb.count * ours.block_size);
+            if (!cst.ok()) return fail(cst.with_context("request '" + kb.request_id + "'"));
+            data = converted.data();
+          }
+          Status sst = engine([&](engine::Engine& e) {
+            return e.stage_kv(kb.request_id, kb.first_block, kb.count, data);
+          });
+          if (sst.ok()) {
+            in_pool.insert(kb.request_id);
+            break;
+          }
+          if (sst.code() != StatusCode::kResourceExhausted) return fail(sst.with_context("request '" + kb.request_id + "'"));
+          // No room in the pool: this sequence is recomputed on import (its later blocks are
+          // not needed); what it holds in the pool goes back.
+          no_room.insert(kb.request_id);
+          if (in_pool.erase(kb.request_id)) {
+            (void)engine([&](engine::Engine& e) {
+              e.drop_staged(kb.request_id);
+              return Status();
+            });
+          }
+          break;
+        }
+        if (no_room.count(kb.request_id)) break;
         auto& buf = staged[kb.request_id];
         const size_t at = static_cast<size_t>(kb.first_block) * kb.block_bytes;
         std::copy(kb.data.begin(), kb.data.end(), buf.begin() + static_cast<std::ptrdiff_t>(at));
-        rep.bytes += static_cast<int64_t>(kb.data.size());
         break;
       }
       case ChunkKind::kQueuedRequest:
@@ -471,60 +528,68 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
 import:
   Status st = engine([&](engine::Engine& e) {
     std::vector<std::string> done;
-auto undo = [&](const Status& why) {
-  for (const auto& id : done) (void)e.detach(id);
-  return why;
-};
-const kernels::KvLayout& theirs = manifest->kv_layout;
-std::vector<uint8_t> converted;
-std::vector<std::pair<engine::SequenceSnapshot, const json*>> imported;
-for (const auto& id : order) {
-  const SequenceState& s = states.at(id);
-  engine::SequenceSnapshot snap = to_engine_snapshot(s);
-  const void* kv = nullptr;
-  if (s.position > 0) {
-    kv = staged.at(id).data();
-    if (!(theirs == ours)) {
-      // Another dtype or block size: convert on receipt.
-      converted.assign(static_cast<size_t>(ours.blocks_for(s.position)) * ours.block_bytes(), 0);
-      Status cst = kernels::kv_convert(kernels::CpuContext{}, theirs, kv, ours, converted.data(), s.position);
-      if (!cst.ok()) return undo(cst.with_context("request '" + id + "'"));
-      kv = converted.data();
+    auto undo = [&](const Status& why) {
+      for (const auto& id : done) (void)e.detach(id);
+      return why;
+    };
+    const kernels::KvLayout& theirs = manifest->kv_layout;
+    std::vector<std::pair<engine::SequenceSnapshot, const json*>> imported;
+    for (const auto& id : order) {
+      const SequenceState& s = states.at(id);
+      engine::SequenceSnapshot snap = to_engine_snapshot(s);
+      bool with_kv = false;
+      Status ist;
+      if (s.position > 0 && in_pool.count(id)) {
+        ist = e.import_staged(snap);
+        with_kv = ist.ok();
+        if (ist.ok()) in_pool.erase(id);
+      } else if (s.position > 0 && staged.count(id)) {
+        const void* kv = staged.at(id).data();
+        if (!(theirs == ours)) {
+          // Another block size: convert the whole sequence now.
+          converted.assign(static_cast<size_t>(ours.blocks_for(s.position)) * ours.block_bytes(), 0);
+          Status cst = kernels::kv_convert(kernels::CpuContext{}, theirs, kv, ours, converted.data(), s.position);
+          if (!cst.ok()) return undo(cst.with_context("request '" + id + "'"));
+          kv = converted.data();
+        }
+        ist = e.import_sequence(snap, kv);
+        with_kv = ist.ok();
+      } else {
+        ist = resource_exhausted("no KV came for it");
+      }
+      if (ist.code() == StatusCode::kResourceExhausted) {
+        ist = e.import_sequence(snap, nullptr);  // no KV for it here: recompute it
+        with_kv = false;
+      }
+      if (!ist.ok()) return undo(ist);
+      done.push_back(id);
+      ++rep.sequences;
+      if (!with_kv) ++rep.recomputed;
+      imported.emplace_back(std::move(snap), &s.params);
     }
-  }
-  Status ist = e.import_sequence(snap, kv);
-  if (ist.code() == StatusCode::kResourceExhausted) {
-    ist = e.import_sequence(snap, nullptr);  // no room for its KV here: recompute it
-    kv = nullptr;
-  }
-  if (!ist.ok()) return undo(ist);
-  done.push_back(id);
-  ++rep.sequences;
-  if (kv == nullptr) ++rep.recomputed;
-  imported.emplace_back(std::move(snap), &s.params);
+    for (const auto& q : queued) {
+      engine::SequenceSnapshot snap = to_engine_snapshot(q);
+      Status ist = e.import_sequence(snap, nullptr);
+      if (!ist.ok()) return undo(ist);
+      done.push_back(q.request_id);
+      ++rep.queued;
+      imported.emplace_back(std::move(snap), &q.params);
+    }
+    // Only once every import succeeded do the sequences get their sinks.
+    if (hooks.on_imported)
+      for (const auto& [snap, params] : imported) hooks.on_imported(snap, *params);
+    return Status();
+  });
+  if (!st.ok()) return fail(st);
+  drop_pool();  // anything staged for a sequence that did not take it (none when all went well)
+  rep.result = "switched";
+  rep.mode = rep.sequences > rep.recomputed ? "kv" : "recompute";
+  Status rst = receiver.reply(
+      json{{"switched", true}, {"sequences", rep.sequences}, {"queued", rep.queued}, {"recomputed", rep.recomputed}}
+          .dump(),
+      plan.timeout);
+  if (!rst.ok()) rep.error = "imported, but the reply did not go out: " + rst.to_string();
+  return rep;
 }
-for (const auto& q : queued) {
-  engine::SequenceSnapshot snap = to_engine_snapshot(q);
-  Status ist = e.import_sequence(snap, nullptr);
-  if (!ist.ok()) return undo(ist);
-  done.push_back(q.request_id);
-  ++rep.queued;
-  imported.emplace_back(std::move(snap), &q.params);
-}
-// Only once every import succeeded do the sequences get their sinks.
-if (hooks.on_imported)
-  for (const auto& [snap, params] : imported) hooks.on_imported(snap, *params);
-return Status();
-});
-if (!st.ok()) return fail(st);
-rep.result = "switched";
-rep.mode = rep.sequences > rep.recomputed ? "kv" : "recompute";
-Status rst = receiver.reply(
-    json{{"switched", true}, {"sequences", rep.sequences}, {"queued", rep.queued}, {"recomputed", rep.recomputed}}
-        .dump(),
-    plan.timeout);
-if (!rst.ok()) rep.error = "imported, but the reply did not go out: " + rst.to_string();
-return rep;
-}  // namespace hotswap::migration
 
 }  // namespace hotswap::migration

@@ -124,6 +124,59 @@ TEST(EngineMigration, KvMigrationContinuesExactly) {
   EXPECT_GT(target_prefill, 0);
 }
 
+TEST(EngineMigration, KvStagedInThePoolBlockByBlockContinuesExactly) {
+  // The target's path: blocks arrive one by one into B's pool (stage_kv) before the sequence
+  // exists there, then import_staged makes them its cache.
+  auto model = Model::load(testing::tiny_model()).value();
+  auto want = unmigrated(model);
+  auto a = make_engine(model);
+  auto b = make_engine(model);
+  for (const auto& r : workload(*model)) ASSERT_TRUE(a->add_request(r).ok());
+  std::map<std::string, Collected> got;
+  for (int i = 0; i < 9; ++i) collect(a->step().value(), &got);
+  const int64_t bb = static_cast<int64_t>(a->kv_layout().block_bytes());
+  for (const auto& info : a->sequences()) {
+    auto snap = a->snapshot(info.request_id).value();
+    const int64_t n = a->kv_layout().blocks_for(snap.position);
+    std::vector<uint8_t> block(static_cast<size_t>(bb));
+    for (int64_t k = n - 1; k >= 0; --k) {  // any order: the last first grows the reservation at once
+      ASSERT_TRUE(a->read_kv_blocks(info.request_id, k, 1, block.data()).ok());
+      ASSERT_TRUE(b->stage_kv(info.request_id, k, 1, block.data()).ok());
+    }
+    EXPECT_EQ(b->staged_blocks(info.request_id), n);
+    ASSERT_TRUE(a->detach(info.request_id).ok());
+    Status st = b->import_staged(snap);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    EXPECT_EQ(b->staged_blocks(info.request_id), 0);
+  }
+  run_to_end(b.get(), &got);
+  expect_same(got, want);
+  EXPECT_EQ(b->stats().kv_blocks_used, 0);
+}
+
+TEST(EngineMigration, StagingRefusesWhatDoesNotFitAndDropFreesIt) {
+  auto model = Model::load(testing::tiny_model()).value();
+  EngineOptions o;
+  o.threads = 1;
+  o.block_size = 4;
+  o.kv_blocks = 8;
+  auto e = Engine::create(model, o).value();
+  std::vector<uint8_t> data(static_cast<size_t>(e->kv_layout().block_bytes()) * 8, 0);
+  ASSERT_TRUE(e->stage_kv("x", 0, 6, data.data()).ok());
+  EXPECT_EQ(e->stats().kv_blocks_used, 6);
+  Status st = e->stage_kv("y", 0, 3, data.data());
+  EXPECT_EQ(st.code(), StatusCode::kResourceExhausted) << st.to_string();
+  EXPECT_EQ(e->staged_blocks("y"), 0);
+  EXPECT_EQ(e->stats().kv_blocks_used, 6);
+  EXPECT_EQ(e->stage_kv("x", -1, 1, data.data()).code(), StatusCode::kInvalidArgument);
+  SequenceSnapshot none;
+  none.request.id = "z";
+  EXPECT_EQ(e->import_staged(none).code(), StatusCode::kFailedPrecondition);
+  e->drop_staged("x");
+  EXPECT_EQ(e->stats().kv_blocks_used, 0);
+  EXPECT_EQ(e->staged_blocks("x"), 0);
+}
+
 TEST(EngineMigration, RecomputeMigrationContinuesExactly) {
   auto model = Model::load(testing::tiny_model()).value();
   auto want = unmigrated(model);
