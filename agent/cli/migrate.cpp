@@ -1,87 +1,18 @@
-// hotswap-agent migrate: runs one migration between two agents through their control APIs —
-// prepare on the target, start on the source, follow it until it switched or failed — and
-// prints the result (phase, transport, rounds, bytes, link rate, downtime).
-//
-// The transport: the target offers tcp and, when it can, shm (data_endpoints); --transport auto
-// takes shm when the target's node_id (in its prepare answer) equals the source's (in its GET
-// /control/v1/status), so both agents say they run on one machine; the CLI's own machine does
-// not matter, it may run anywhere.
-#include <cpprest/http_client.h>
-
+// hotswap-agent migrate: runs one migration between two agents through their control APIs
+// (migration_client.h) and prints the result (phase, transport, rounds, bytes, link rate,
+// downtime).
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <thread>
 
 #include "agent/cli/commands.h"
+#include "agent/server/migration_client.h"
 #include "common/flags.h"
 #include "common/token_file.h"
 
 namespace hotswap::agent {
 
-namespace {
-
 using nlohmann::json;
-
-StatusOr<json> control_call(const std::string& base, const std::string& token, const std::string& method,
-                            const std::string& path, const json& body) {
-  try {
-    web::http::client::http_client_config config;
-    config.set_timeout(std::chrono::seconds(30));
-    web::http::client::http_client client(base, config);
-    web::http::http_request req(method);
-    req.set_request_uri(path);
-    req.headers().add("Authorization", "Bearer " + token);
-    if (!body.is_null()) req.set_body(body.dump(), "application/json");
-    auto resp = client.request(req).get();
-    std::string text = resp.extract_string(true).get();
-    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (resp.status_code() != web::http::status_codes::OK) {
-      std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", text) : text;
-      return unavailable(method + " " + base + path + ": HTTP " + std::to_string(resp.status_code()) + ": " + msg);
-    }
-    if (j.is_discarded()) return data_loss(method + " " + base + path + ": the answer is not JSON");
-    return j;
-  } catch (const std::exception& e) {
-    return unavailable(method + " " + base + path + ": " + e.what());
-  }
-}
-
-std::string string_field(const json& j, const char* key) {
-  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
-}
-
-struct ChosenEndpoint {
-  std::string transport;  // "tcp" or "shm"
-  std::string endpoint;
-};
-
-// The endpoint the source connects to, by --transport: tcp; shm (an error when the target offers
-// none); auto: shm when the target offers it and both agents report the same node id, else tcp.
-StatusOr<ChosenEndpoint> choose_data_endpoint(const std::string& transport, const json& prepared,
-                                              const std::string& source_node_id) {
-  const json endpoints =
-      prepared.is_object() && prepared.contains("data_endpoints") ? prepared["data_endpoints"] : json::object();
-  std::string tcp = string_field(endpoints, "tcp");
-  if (tcp.empty()) tcp = string_field(prepared, "data_endpoint");  // an agent from before data_endpoints
-  const std::string shm = string_field(endpoints, "shm");
-  const std::string target_node_id = string_field(prepared, "node_id");
-  if (transport == "shm") {
-    if (shm.empty()) {
-      return failed_precondition("--transport shm: the target offers no shm endpoint (it answered " + prepared.dump() +
-                                 "); its log says why");
-    }
-    return ChosenEndpoint{"shm", shm};
-  }
-  if (transport == "auto" && !shm.empty() && !target_node_id.empty() && target_node_id == source_node_id) {
-    return ChosenEndpoint{"shm", shm};
-  }
-  if (tcp.empty()) return data_loss("the target's prepare answer names no tcp data endpoint: " + prepared.dump());
-  return ChosenEndpoint{"tcp", tcp};
-}
-
-}  // namespace
 
 int run_migrate(int argc, char** argv) {
   FlagSet flags(
@@ -96,7 +27,7 @@ int run_migrate(int argc, char** argv) {
             "tcp, shm (same node: shared memory) or auto (default: shm when both agents report the same node_id, "
             "else tcp)");
   flags.add("downtime-budget-ms", "N", "pre-copy stops when the rest fits this (default 50)");
-  flags.add("max-rounds", "N", "pre-copy rounds at most (default 8)");
+  flags.add("max-rounds", "N", "pre-copy rounds at most (default 8; 0: stop-and-copy, all KV sent in the pause)");
   flags.add("id", "ID", "migration id (default: a random one)");
   flags.add("timeout-s", "S", "give up following it after S seconds (default 120)");
   flags.add("json", "", "print the result as one JSON object");
@@ -120,57 +51,27 @@ int run_migrate(int argc, char** argv) {
   auto timeout = flags.get_int("timeout-s", 120);
   for (const Status& st : {budget.status(), rounds.status(), timeout.status()})
     if (!st.ok()) return fail(st, 2);
-  std::string mode = flags.get("mode", "kv");
-  if (mode != "kv" && mode != "recompute" && mode != "auto")
-    return fail(invalid_argument("--mode must be kv, recompute or auto, got '" + mode + "'"), 2);
-  const std::string transport = flags.get("transport", "auto");
-  if (transport != "tcp" && transport != "shm" && transport != "auto")
-    return fail(invalid_argument("--transport must be tcp, shm or auto, got '" + transport + "'"), 2);
-  std::string id = flags.get("id", "");
-  if (id.empty()) {
-    std::random_device rd;
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "mig-%08x", rd());
-    id = buf;
-  }
-  const std::string source = flags.get("source"), target = flags.get("target");
-  auto t0 = std::chrono::steady_clock::now();
-  std::string source_node_id;
-  if (transport == "auto") {
-    auto status = control_call(source, token, "GET", "/control/v1/status", json());
-    if (!status.ok()) return fail(status.status(), 1);
-    source_node_id = string_field(*status, "node_id");
-  }
-  auto prep = control_call(target, token, "POST", "/control/v1/migrations", json{{"id", id}, {"source", source}});
-  if (!prep.ok()) return fail(prep.status(), 1);
-  auto chosen = choose_data_endpoint(transport, *prep, source_node_id);
-  if (!chosen.ok()) {
-    // The target listens for a source that will not come: end that now rather than at its timeout.
-    (void)control_call(target, token, "POST", "/control/v1/migrations/" + id + "/abort", json::object());
-    return fail(chosen.status(), 1);
-  }
-  auto start = control_call(source, token, "POST", "/control/v1/migrations/" + id + "/start",
-                            json{{"data_endpoint", chosen->endpoint},
-                                 {"target_url", target},
-                                 {"mode", mode},
-                                 {"downtime_budget_ms", *budget},
-                                 {"max_rounds", *rounds}});
-  if (!start.ok()) return fail(start.status(), 1);
-  json st;
-  auto deadline = t0 + std::chrono::seconds(*timeout);
-  for (;;) {
-    auto got = control_call(source, token, "GET", "/control/v1/migrations/" + id, json());
-    if (!got.ok()) return fail(got.status(), 1);
-    st = *got;
-    if (st["phase"] != "PreCopy" && st["phase"] != "Pending") break;
-    if (std::chrono::steady_clock::now() > deadline)
-      return fail(unavailable("migration " + id + " still in " + st["phase"].get<std::string>() + " after " +
-                              std::to_string(*timeout) + " s"),
-                  1);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  st["total_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (!st.contains("transport")) st["transport"] = chosen->transport;  // a source that does not say
+  if (*rounds < 0 || *rounds > 1000) return fail(invalid_argument("--max-rounds must be in 0..1000"), 2);
+  MigrationCall call;
+  call.source = flags.get("source");
+  call.target = flags.get("target");
+  call.token = token;
+  call.id = flags.get("id", "");
+  call.mode = flags.get("mode", "kv");
+  call.transport = flags.get("transport", "auto");
+  call.downtime_budget_ms = *budget;
+  call.max_rounds = static_cast<int>(*rounds);
+  call.timeout = std::chrono::seconds(*timeout);
+  for (const std::string* v : {&call.mode, &call.transport})
+    if (v->empty()) return fail(invalid_argument("--mode and --transport take a value"), 2);
+  if (call.mode != "kv" && call.mode != "recompute" && call.mode != "auto")
+    return fail(invalid_argument("--mode must be kv, recompute or auto, got '" + call.mode + "'"), 2);
+  if (call.transport != "tcp" && call.transport != "shm" && call.transport != "auto")
+    return fail(invalid_argument("--transport must be tcp, shm or auto, got '" + call.transport + "'"), 2);
+  auto result = run_migration(call);
+  if (!result.ok()) return fail(result.status(), 1);
+  json st = *result;
+  const std::string id = st.value("id", call.id);
   const bool ok = st["phase"] == "Draining" || st["phase"] == "Completed";
   if (flags.has("json")) {
     std::printf("%s\n", st.dump().c_str());

@@ -221,7 +221,21 @@ StatusOr<json> MigrationController::start(const std::string& id, const json& bod
     if (!body.contains(key) || !body[key].is_string())
       return invalid_argument(std::string("'") + key + "' (a string) is required");
   HOTSWAP_RETURN_IF_ERROR(parse_data_endpoint(body["data_endpoint"].get<std::string>()).status());
+  if (body.contains("mode") && !body["mode"].is_string()) return invalid_argument("'mode' must be a string");
   HOTSWAP_RETURN_IF_ERROR(migration::parse_migration_mode(body.value("mode", std::string("kv"))).status());
+  if (body.contains("downtime_budget_ms") &&
+      (!body["downtime_budget_ms"].is_number() || body["downtime_budget_ms"].get<double>() < 0))
+    return invalid_argument("'downtime_budget_ms' must be a number >= 0");
+  if (body.contains("max_rounds") && (!body["max_rounds"].is_number_integer() || body["max_rounds"].get<int64_t>() < 0 ||
+                                      body["max_rounds"].get<int64_t>() > 1000))
+    return invalid_argument("'max_rounds' must be an integer in 0..1000 (0: stop-and-copy)");
+  if (body.contains("bandwidth_cap_bytes_per_s") && !body["bandwidth_cap_bytes_per_s"].is_number_unsigned())
+    return invalid_argument("'bandwidth_cap_bytes_per_s' must be an integer >= 0");
+  if (body.contains("sequences")) {
+    if (!body["sequences"].is_array()) return invalid_argument("'sequences' must be an array of request ids");
+    for (const auto& s : body["sequences"])
+      if (!s.is_string()) return invalid_argument("'sequences' must be an array of request ids (strings)");
+  }
   std::lock_guard<std::mutex> lk(mu_);
   if (migrations_.count(id)) return invalid_argument("migration '" + id + "' already exists here");
   auto m = std::make_unique<Migration>();

@@ -122,8 +122,9 @@ TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
   EXPECT_NE(m.find("hotswap_migration_bytes_total{direction=\"received\",transport=\"" + t + "\"}"),
             std::string::npos);
   EXPECT_NE(ms.find("hotswap_migration_downtime_seconds_count 1"), std::string::npos) << ms;
-  if (GetParam().mode == "kv")
+  if (GetParam().mode == "kv") {
     EXPECT_EQ(ms.find("hotswap_migration_precopy_rounds_total 0\n"), std::string::npos) << ms;
+  }
   if (GetParam().transport == "shm") {
     // The target's socket and its directory went once the source connected.
     const std::string socket = endpoint.substr(std::string("shm://").size());
@@ -179,6 +180,23 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
                       R"({"data_endpoint": "shm://relative.sock", "target_url": "http://127.0.0.1:1"})", kAuth)
                 .status,
             400);
+  // Each badly typed start field is refused, named, before anything runs.
+  for (const auto& [field, value] : std::vector<std::pair<std::string, json>>{{"mode", 3},
+                                                                            {"mode", "fast"},
+                                                                            {"max_rounds", "8"},
+                                                                            {"max_rounds", -1},
+                                                                            {"downtime_budget_ms", -5},
+                                                                            {"bandwidth_cap_bytes_per_s", 1.5},
+                                                                            {"sequences", "r1"},
+                                                                            {"sequences", json::array({1})}}) {
+    json body = {{"data_endpoint", "tcp://127.0.0.1:1"}, {"target_url", "http://127.0.0.1:1"}};
+    body[field] = value;
+    HttpResponse r = http_call(a.port, "POST", "/control/v1/migrations/t/start", body.dump(), kAuth);
+    EXPECT_EQ(r.status, 400) << field << " = " << value.dump() << ": " << r.body;
+    EXPECT_NE(r.body.find(field == "mode" && value.is_string() ? "kv, recompute, auto" : field), std::string::npos)
+        << r.body;
+  }
+  EXPECT_EQ(http_call(a.port, "GET", "/control/v1/migrations/t", "", kAuth).status, 404);
   EXPECT_EQ(http_call(a.port, "GET", "/control/v1/migrations/nope", "", kAuth).status, 404);
   EXPECT_EQ(http_call(a.port, "POST", "/control/v1/migrations", "{}").status, 401);
 }

@@ -1,0 +1,128 @@
+#include "agent/server/migration_client.h"
+
+#include <cpprest/http_client.h>
+
+#include <cstdio>
+#include <random>
+#include <thread>
+
+namespace hotswap::agent {
+
+using nlohmann::json;
+
+StatusOr<json> control_call(const std::string& base, const std::string& token, const std::string& method,
+                            const std::string& path, const json& body) {
+  try {
+    web::http::client::http_client_config config;
+    config.set_timeout(std::chrono::seconds(30));
+    web::http::client::http_client client(base, config);
+    web::http::http_request req(method);
+    req.set_request_uri(path);
+    req.headers().add("Authorization", "Bearer " + token);
+    if (!body.is_null()) req.set_body(body.dump(), "application/json");
+    auto resp = client.request(req).get();
+    std::string text = resp.extract_string(true).get();
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (resp.status_code() != web::http::status_codes::OK) {
+      std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", text) : text;
+      return unavailable(method + " " + base + path + ": HTTP " + std::to_string(resp.status_code()) + ": " + msg);
+    }
+    if (j.is_discarded()) return data_loss(method + " " + base + path + ": the answer is not JSON");
+    return j;
+  } catch (const std::exception& e) {
+    return unavailable(method + " " + base + path + ": " + e.what());
+  }
+}
+
+namespace {
+
+std::string string_field(const json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+}
+
+struct ChosenEndpoint {
+  std::string transport;  // "tcp" or "shm"
+  std::string endpoint;
+};
+
+// The endpoint the source connects to, by --transport: tcp; shm (an error when the target offers
+// none); auto: shm when the target offers it and both agents report the same node id, else tcp.
+StatusOr<ChosenEndpoint> choose_data_endpoint(const std::string& transport, const json& prepared,
+                                              const std::string& source_node_id) {
+  const json endpoints =
+      prepared.is_object() && prepared.contains("data_endpoints") ? prepared["data_endpoints"] : json::object();
+  std::string tcp = string_field(endpoints, "tcp");
+  if (tcp.empty()) tcp = string_field(prepared, "data_endpoint");  // an agent from before data_endpoints
+  const std::string shm = string_field(endpoints, "shm");
+  const std::string target_node_id = string_field(prepared, "node_id");
+  if (transport == "shm") {
+    if (shm.empty()) {
+      return failed_precondition("--transport shm: the target offers no shm endpoint (it answered " + prepared.dump() +
+                                 "); its log says why");
+    }
+    return ChosenEndpoint{"shm", shm};
+  }
+  if (transport == "auto" && !shm.empty() && !target_node_id.empty() && target_node_id == source_node_id) {
+    return ChosenEndpoint{"shm", shm};
+  }
+  if (tcp.empty()) return data_loss("the target's prepare answer names no tcp data endpoint: " + prepared.dump());
+  return ChosenEndpoint{"tcp", tcp};
+}
+
+}  // namespace
+
+StatusOr<json> run_migration(const MigrationCall& call) {
+  const std::string& mode = call.mode;
+  if (mode != "kv" && mode != "recompute" && mode != "auto")
+    return invalid_argument("mode must be kv, recompute or auto, got '" + mode + "'");
+  const std::string& transport = call.transport;
+  if (transport != "tcp" && transport != "shm" && transport != "auto")
+    return invalid_argument("transport must be tcp, shm or auto, got '" + transport + "'");
+  if (call.max_rounds < 0) return invalid_argument("max_rounds must be >= 0, got " + std::to_string(call.max_rounds));
+  const std::string& source = call.source;
+  const std::string& target = call.target;
+  const std::string& token = call.token;
+  std::string id = call.id;
+  if (id.empty()) {
+    std::random_device rd;
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "mig-%08x", rd());
+    id = buf;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  std::string source_node_id;
+  if (transport == "auto") {
+    HOTSWAP_ASSIGN_OR_RETURN(json status, control_call(source, token, "GET", "/control/v1/status", json()));
+    source_node_id = string_field(status, "node_id");
+  }
+  HOTSWAP_ASSIGN_OR_RETURN(json prep,
+                           control_call(target, token, "POST", "/control/v1/migrations", json{{"id", id}, {"source", source}}));
+  auto chosen = choose_data_endpoint(transport, prep, source_node_id);
+  if (!chosen.ok()) {
+    // The target listens for a source that will not come: end that now rather than at its timeout.
+    (void)control_call(target, token, "POST", "/control/v1/migrations/" + id + "/abort", json::object());
+    return chosen.status();
+  }
+  HOTSWAP_RETURN_IF_ERROR(control_call(source, token, "POST", "/control/v1/migrations/" + id + "/start",
+                                       json{{"data_endpoint", chosen->endpoint},
+                                            {"target_url", target},
+                                            {"mode", mode},
+                                            {"downtime_budget_ms", call.downtime_budget_ms},
+                                            {"max_rounds", call.max_rounds}})
+                              .status());
+  json st;
+  auto deadline = t0 + call.timeout;
+  for (;;) {
+    HOTSWAP_ASSIGN_OR_RETURN(st, control_call(source, token, "GET", "/control/v1/migrations/" + id, json()));
+    if (st["phase"] != "PreCopy" && st["phase"] != "Pending") break;
+    if (std::chrono::steady_clock::now() > deadline)
+      return unavailable("migration " + id + " still in " + st["phase"].get<std::string>() + " after " +
+                         std::to_string(call.timeout.count()) + " s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  st["total_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (!st.contains("transport")) st["transport"] = chosen->transport;  // a source that does not say
+  return st;
+}
+
+}  // namespace hotswap::agent

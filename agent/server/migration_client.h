@@ -1,0 +1,42 @@
+// One migration between two agents through their control APIs, as an operator runs it:
+// prepare on the target, start on the source, follow the source until it switched or failed.
+// Used by `hotswap-agent migrate` and by the migration benchmark.
+//
+// The transport: the target offers tcp and, when it can, shm (data_endpoints); transport "auto"
+// takes shm when the target's node_id (in its prepare answer) equals the source's (in its GET
+// /control/v1/status), so both agents say they run on one machine; the caller's own machine
+// does not matter, it may run anywhere.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace hotswap::agent {
+
+struct MigrationCall {
+  std::string source, target;  // agents' base URLs, http://host:port
+  std::string token;           // the control API's bearer token (both agents')
+  std::string id;              // empty: a random one
+  std::string mode = "kv";     // kv, recompute, auto
+  std::string transport = "auto";  // tcp, shm, auto
+  double downtime_budget_ms = 50;
+  int max_rounds = 8;  // 0: stop-and-copy
+  std::chrono::seconds timeout{120};
+};
+
+// The source's final GET /control/v1/migrations/{id} (phase Draining or Completed when it
+// switched; RolledBack or Failed otherwise), with "total_ms" (prepare to the end) and
+// "transport" added. Errors: a bad call (kInvalidArgument), an agent that refused or did not
+// answer, or a migration still running at the timeout.
+StatusOr<nlohmann::json> run_migration(const MigrationCall& call);
+
+// One control API call: the JSON answer of a 200, else an error naming the call and the
+// agent's message.
+StatusOr<nlohmann::json> control_call(const std::string& base, const std::string& token, const std::string& method,
+                                      const std::string& path, const nlohmann::json& body);
+
+}  // namespace hotswap::agent
