@@ -293,6 +293,8 @@ json make_request_body(const LoadgenConfig& config, const std::string& model, in
   std::string prompt = make_prompt(config.seed, index, config.prompt_words);
   if (config.chat) {
     body["messages"] = json::array({{{"role", "user"}, {"content", prompt}}});
+  } else if (!config.prompt_ids.empty()) {
+    body["prompt"] = config.prompt_ids;
   } else {
     body["prompt"] = prompt;
   }
@@ -344,6 +346,8 @@ StatusOr<LoadRun> run_load(const LoadgenConfig& config_in) {
   HOTSWAP_RETURN_IF_ERROR(check_url(config.url));
   if (config.streams < 1) return invalid_argument("streams must be at least 1");
   if (config.requests < 1) return invalid_argument("requests must be at least 1");
+  if (config.chat && !config.prompt_ids.empty())
+    return invalid_argument("prompt token ids go to /v1/completions only, not to chat");
   if (!(config.request_timeout_s > 0)) return invalid_argument("request timeout must be positive");
 
   LoadRun run;

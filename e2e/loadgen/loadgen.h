@@ -40,6 +40,7 @@ struct LoadgenConfig {
   double duration_s = 0;  // no request starts after this many seconds; 0: no limit
   std::string model;      // empty: the first id of GET /v1/models
   int64_t prompt_words = 16;
+  std::vector<int64_t> prompt_ids;  // non-empty: every request's prompt is these token ids (completions only)
   double temperature = 0;
   bool chat = false;               // /v1/chat/completions instead of /v1/completions
   bool ignore_eos = false;         // sends "ignore_eos": true (hotswap's and vLLM's extension)

@@ -50,6 +50,18 @@ TEST(RequestBody, CompletionHasTheOpenAiFields) {
   EXPECT_EQ(request_path(c), "/v1/completions");
 }
 
+TEST(RequestBody, PromptIdsAreSentAsTheTokenPrompt) {
+  LoadgenConfig c;
+  c.prompt_ids = {5, 6, 7};
+  EXPECT_EQ(make_request_body(c, "m", 0)["prompt"], nlohmann::json::array({5, 6, 7}));
+  c.chat = true;
+  c.url = "http://127.0.0.1:1";
+  c.model = "m";
+  auto run = run_load(c);
+  ASSERT_FALSE(run.ok());
+  EXPECT_NE(run.status().message().find("/v1/completions only"), std::string::npos) << run.status().to_string();
+}
+
 TEST(RequestBody, IgnoreEosIsSentOnlyWhenAsked) {
   LoadgenConfig c;
   c.ignore_eos = true;
