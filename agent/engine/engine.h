@@ -114,9 +114,6 @@ class Engine {
   Status cancel(const std::string& request_id);
   // Runs one scheduler iteration and returns its events (empty when idle).
   StatusOr<std::vector<TokenEvent>> step();
-  // The caller has other work for the cores before the next step (a server sending the
-  // step's tokens): the backend's idle threads stop spinning and sleep until then.
-  void rest_backend() { executor_->rest(); }
 
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty() || !pending_events_.empty(); }
   EngineStats stats() const;

@@ -136,10 +136,6 @@ StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const
 
 CpuExecutor::~CpuExecutor() = default;
 
-void CpuExecutor::rest() {
-  if (pool_) pool_->rest();
-}
-
 Status CpuExecutor::read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) {
   return kernels::kv_gather_blocks(ctx_, layout_, kv_pool_.get(), kv_blocks_, block_ids, n, out);
 }

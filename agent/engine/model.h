@@ -79,8 +79,6 @@ class ModelExecutor {
   virtual const kernels::KvLayout& kv_layout() const = 0;
   virtual int64_t kv_blocks() const = 0;
   virtual const char* backend_name() const = 0;
-  // The caller has other work for the machine until the next forward (see ThreadPool::rest).
-  virtual void rest() {}
   // Migration: copies whole KV blocks out of / into the pool, packed back to back in
   // block_ids order (kv_layout().block_bytes() each), in host memory.
   virtual Status read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) = 0;
@@ -103,7 +101,6 @@ class CpuExecutor : public ModelExecutor {
   const kernels::KvLayout& kv_layout() const override { return layout_; }
   int64_t kv_blocks() const override { return kv_blocks_; }
   const char* backend_name() const override { return "cpu"; }
-  void rest() override;
   Status read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) override;
   Status write_kv_blocks(const int32_t* block_ids, int64_t n, const void* in) override;
 

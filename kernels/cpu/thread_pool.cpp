@@ -93,7 +93,6 @@ void ThreadPool::worker_loop() {
         ready = true;
         break;
       }
-      if (resting_.load(std::memory_order_relaxed)) break;
       cpu_relax();
     }
     if (!ready) {
@@ -123,7 +122,6 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
 
   std::lock_guard<std::mutex> call_lk(call_mu_);
-  resting_.store(false, std::memory_order_relaxed);
   const uint32_t generation = generation_.load(std::memory_order_relaxed) + 1;
   fn_ = &fn;
   n_ = n;

@@ -47,11 +47,6 @@ class ThreadPool {
   // (std::terminate).
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_grain = 1);
 
-  // The caller has other work for the cores until its next parallel_for (a server formatting and
-  // sending a step's tokens): workers stop spinning and sleep now instead of holding a core that
-  // the I/O threads need. The next call wakes them as usual.
-  void rest() { resting_.store(true, std::memory_order_relaxed); }
-
   // The chunks parallel_for(n, ..., min_grain) uses: {count, size}; the last may be shorter.
   std::pair<int64_t, int64_t> chunking(int64_t n, int64_t min_grain) const;
 
@@ -75,7 +70,6 @@ class ThreadPool {
   std::atomic<int64_t> done_{0};  // chunks finished in the current call
   std::atomic<uint32_t> generation_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<bool> resting_{false};  // rest() until the next parallel_for
   int spin_iterations_ = 0;
   std::vector<std::thread> workers_;
 };
