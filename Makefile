@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODELS ?= models
 
-.PHONY: all deps configure build test demo bench fuzz format clean
+.PHONY: all deps configure build test demo bench bench-migration fuzz format clean
 
 all: build
 
@@ -29,6 +29,10 @@ demo: build
 # Benchmarks: not part of `make test`. Writes docs/benchmarks.md.
 bench: build
 	@bash scripts/bench.sh $(BUILD) $(MODELS)
+
+# The migration benchmark alone (make bench runs it too): docs/benchmarks-migration.md.
+bench-migration: build
+	@bash scripts/bench-migration.sh $(BUILD) $(MODELS)
 
 # libFuzzer on the snapshot decoder for FUZZ_SECONDS, in its own build dir (clang, ASan, UBSan),
 # on a copy of fuzz/corpus/snapshot; crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test.

@@ -84,7 +84,13 @@ for line in open(sys.argv[1]):
 PY
   echo
   echo "Target (issue 3): HTTP throughput >= 90% of engine-only at 16 streams."
+  echo
+  echo "## Live migration"
+  echo
+  echo "Downtime against context length and transfer throughput: [benchmarks-migration.md](benchmarks-migration.md)"
+  echo "(scripts/bench-migration.sh, run by \`make bench\` after this page)."
 } > "$out.new"
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> "$out.new"; fi
 mv "$out.new" "$out"
 echo "== wrote $out"
+bash scripts/bench-migration.sh "$build" "$models"

@@ -10,6 +10,7 @@ packages=(
   libcpprest-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
   clang-format
   clang libclang-rt-dev  # make fuzz: clang and its libFuzzer runtime
+  gnuplot-nox  # make bench: the migration downtime plot
 )
 
 missing=()
