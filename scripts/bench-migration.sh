@@ -40,7 +40,7 @@ set terminal pngcairo size 800,480 noenhanced
 set output "$png"
 set title "Client-visible downtime of a migrated stream (small preset, CPU, tcp over loopback)"
 set xlabel "context length (tokens)"
-set ylabel "downtime (ms): largest gap after the start minus median gap before"
+set ylabel "downtime (ms)"
 set logscale y
 set key top left
 set grid
@@ -94,4 +94,5 @@ PY
   echo
   if [ -f "$png" ]; then echo "![downtime against context length](migration-downtime.png)"; fi
 } > "$out"
+if [ -f docs/benchmarks-migration-notes.md ]; then cat docs/benchmarks-migration-notes.md >> "$out"; fi
 echo "== wrote $out"
