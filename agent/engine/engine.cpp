@@ -1,5 +1,7 @@
 #include "agent/engine/engine.h"
 
+#include <chrono>
+
 #include <algorithm>
 #include <random>
 
@@ -224,7 +226,12 @@ StatusOr<std::vector<TokenEvent>> Engine::step() {
     }
     if (w.start < w.seq->prompt_len) stats_.prompt_tokens_total += w.count;
   }
+  const auto forward_start = std::chrono::steady_clock::now();
   HOTSWAP_RETURN_IF_ERROR(executor_->forward(b, &logits_));
+  if (static_cast<int64_t>(b.tokens.size()) >= kPrefillRateMinTokens) {
+    prefill_rate_tokens_ += static_cast<int64_t>(b.tokens.size());
+    prefill_rate_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();
+  }
   ++stats_.steps_total;
   stats_.last_step_tokens = static_cast<int64_t>(b.tokens.size());
   stats_.last_step_sequences = static_cast<int64_t>(work.size());
@@ -407,6 +414,7 @@ EngineStats Engine::stats() const {
   s.waiting = static_cast<int64_t>(waiting_.size());
   s.kv_blocks_total = allocator_->total();
   s.kv_blocks_used = allocator_->used_count();
+  s.prefill_tokens_per_s = prefill_rate_seconds_ > 0 ? prefill_rate_tokens_ / prefill_rate_seconds_ : 0;
   return s;
 }
 

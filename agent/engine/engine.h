@@ -98,7 +98,11 @@ struct EngineStats {
   int64_t generated_tokens_total = 0;
   int64_t steps_total = 0;
   int64_t last_step_tokens = 0, last_step_sequences = 0;  // the most recent batch
+  // Tokens per second of the forward passes over at least kPrefillRateMinTokens tokens (mostly
+  // prefill): what recomputing a migrated sequence costs here. 0 before any such step.
+  double prefill_tokens_per_s = 0;
 };
+inline constexpr int64_t kPrefillRateMinTokens = 32;
 
 class Engine {
  public:
@@ -187,7 +191,9 @@ class Engine {
   std::vector<Sequence*> running_;  // admission order
   std::deque<Sequence*> waiting_;
   std::vector<TokenEvent> pending_events_;
-  std::map<std::string, std::vector<int32_t>> staged_;  // migration target: reserved blocks by request id
+  std::map<std::string, std::vector<int32_t>> staged_;
+  int64_t prefill_rate_tokens_ = 0;  // the forward passes behind stats().prefill_tokens_per_s
+  double prefill_rate_seconds_ = 0;  // migration target: reserved blocks by request id
   EngineStats stats_;
   ForwardBatch batch_;
   std::vector<float> logits_;

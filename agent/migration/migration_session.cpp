@@ -43,6 +43,7 @@ json MigrationReport::to_json() const {
             {"recomputed", recomputed},
             {"bytes", bytes},
             {"link_bytes_per_s", link_bytes_per_s},
+            {"prefill_tokens_per_s", prefill_tokens_per_s},
             {"estimated_downtime_ms", estimated_downtime_ms},
             {"switch_ms", switch_ms}};
   if (!error.empty()) j["error"] = error;
@@ -116,6 +117,7 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
                                      const SourceHooks& hooks) {
   MigrationReport rep;
   rep.precopy_end = "none";
+  rep.prefill_tokens_per_s = plan.prefill_tokens_per_s;
   kernels::KvLayout layout;
   std::vector<std::string> ids;
   HOTSWAP_RETURN_IF_ERROR(engine([&](engine::Engine& e) {
@@ -402,10 +404,10 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
   }));
   // KV blocks of the same block size go straight into the engine's pool as they arrive
   // (Engine::stage_kv; another dtype is converted chunk by chunk), so the switch writes only the
-  // last ones. Another block size, or a pool without room, stages in host memory and converts
-  // or recomputes at the end.
+  // last ones; a sequence the pool has no room for is recomputed. Another block size stages in
+  // host memory and is converted at the end.
   std::set<std::string> in_pool;   // request ids whose KV is staged in the engine
-  std::set<std::string> no_room;   // the pool ran out for them: host staging from the start
+  std::set<std::string> no_room;   // the pool ran out for them: recomputed on import
   auto drop_pool = [&] {
     if (in_pool.empty()) return;
     (void)engine([&](engine::Engine& e) {
@@ -473,7 +475,7 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
           break;
         }
         if (!states.count(s.request_id)) order.push_back(s.request_id);
-        if (!pool_staging || no_room.count(s.request_id)) {
+        if (!pool_staging) {
           auto& buf = staged[s.request_id];
           buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());
         }

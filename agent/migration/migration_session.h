@@ -82,6 +82,7 @@ struct MigrationReport {
   int64_t sequences = 0, queued = 0, recomputed = 0;
   int64_t bytes = 0;
   double link_bytes_per_s = 0;
+  double prefill_tokens_per_s = 0;   // what auto weighed recomputing with (the plan's)
   double estimated_downtime_ms = 0;  // the last dirty set at the link rate, before the switch
   double switch_ms = 0;              // from the pause until the target confirmed
   std::string error;

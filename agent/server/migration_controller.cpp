@@ -277,6 +277,9 @@ void MigrationController::run_source(Migration* m, json body) {
   plan.downtime_budget_ms = body.value("downtime_budget_ms", 50.0);
   plan.max_rounds = body.value("max_rounds", 8);
   plan.timeout = kTransferTimeout;
+  // For auto: this agent's own prefill rate stands for the target's (same model; a target on
+  // other hardware differs, and long contexts prefill slower than the measured prompts).
+  if (auto svc = host_.service->status(); svc.ok()) plan.prefill_tokens_per_s = svc->engine.prefill_tokens_per_s;
   if (body.contains("sequences") && body["sequences"].is_array())
     for (const auto& s : body["sequences"])
       if (s.is_string()) plan.request_ids.push_back(s.get<std::string>());

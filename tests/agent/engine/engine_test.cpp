@@ -174,6 +174,21 @@ TEST(Engine, CancelFreesBlocksAndReportsAbort) {
   EXPECT_EQ(e->cancel("c").code(), StatusCode::kNotFound);
 }
 
+TEST(Engine, PrefillRateIsMeasuredOnLargeStepsOnly) {
+  auto model = tiny();
+  EngineOptions o;
+  o.threads = 1;
+  auto e = Engine::create(model, o).value();
+  ASSERT_TRUE(e->add_request(request("small", {1, 2, 3}, 4)).ok());
+  run_all(e.get());
+  EXPECT_EQ(e->stats().prefill_tokens_per_s, 0) << "steps of 3 and 1 tokens are not prefill-sized";
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < static_cast<int>(kPrefillRateMinTokens) + 8; ++i) prompt.push_back(1 + i % 50);
+  ASSERT_TRUE(e->add_request(request("big", prompt, 2)).ok());
+  run_all(e.get());
+  EXPECT_GT(e->stats().prefill_tokens_per_s, 0);
+}
+
 TEST(Engine, MaxTokensAndContextLimitEndWithLength) {
   auto model = tiny();
   EngineOptions o;

@@ -51,7 +51,8 @@ struct Cluster {
   std::mutex handoff_mu;
   std::map<std::string, std::shared_ptr<RequestSink>> handoff;
 
-  Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32) {
+  Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32,
+          int64_t target_kv_blocks = 2048) {
     model = engine::Model::load(engine::testing::tiny_model()).value();
     engine::EngineOptions o;
     o.threads = 1;
@@ -61,6 +62,7 @@ struct Cluster {
     a = std::make_unique<EngineService>(engine::Engine::create(model, o).value(), EngineServiceOptions{});
     o.max_num_seqs = 64;
     o.kv_dtype = target_kv_dtype;
+    o.kv_blocks = target_kv_blocks;
     b = std::make_unique<EngineService>(engine::Engine::create(model, o).value(), EngineServiceOptions{});
     for (int i = 0; i < n; ++i) {
       engine::GenerationRequest r;
@@ -84,7 +86,8 @@ struct Cluster {
   std::pair<migration::MigrationReport, migration::MigrationReport> migrate(MigrationMode mode,
                                                                             migration::FaultInjection fault = {},
                                                                             int max_rounds = 8,
-                                                                            int64_t slice_bytes = 4 << 20) {
+                                                                            int64_t slice_bytes = 4 << 20,
+                                                                            double prefill_tokens_per_s = 0) {
     migration::SenderOptions so;
     so.fault = fault;
     auto t = migration::make_loopback_transport(so);
@@ -107,6 +110,7 @@ struct Cluster {
     sp.downtime_budget_ms = 5;
     sp.max_rounds = max_rounds;
     sp.precopy_slice_bytes = slice_bytes;
+    sp.prefill_tokens_per_s = prefill_tokens_per_s;
     sp.timeout = std::chrono::milliseconds(5000);
     migration::SourceHooks sh;
     sh.on_detached = [&](const std::vector<std::string>& ids) {
@@ -185,6 +189,47 @@ TEST(MigrationSession, StopAndCopySendsEveryBlockInThePauseExactly) {
   EXPECT_TRUE(src.rounds.empty());
   EXPECT_EQ(src.precopy_end, "none");
   EXPECT_EQ(tgt.recomputed, 0);
+  c.wait_done();
+  c.expect_exact();
+}
+
+TEST(MigrationSession, AutoWeighsTheLinkAgainstPrefill) {
+  {
+    // Prefill far faster than any link: auto recomputes after the first round, exactly.
+    Cluster c(3, 200);
+    ASSERT_TRUE(c.wait_tokens(10));
+    auto [src, tgt] = c.migrate(MigrationMode::kAuto, {}, 8, 4 << 20, /*prefill_tokens_per_s=*/1e12);
+    ASSERT_EQ(src.result, "switched") << src.error;
+    EXPECT_EQ(src.precopy_end, "auto_recompute");
+    EXPECT_EQ(src.mode, "recompute");
+    EXPECT_EQ(tgt.recomputed, tgt.sequences);
+    c.wait_done();
+    c.expect_exact();
+  }
+  {
+    // Prefill slower than the link: auto keeps the KV.
+    Cluster c(3, 200);
+    ASSERT_TRUE(c.wait_tokens(10));
+    auto [src, tgt] = c.migrate(MigrationMode::kAuto, {}, 8, 4 << 20, /*prefill_tokens_per_s=*/1e-3);
+    ASSERT_EQ(src.result, "switched") << src.error;
+    EXPECT_EQ(src.mode, "kv");
+    EXPECT_NE(src.precopy_end, "auto_recompute");
+    EXPECT_EQ(tgt.recomputed, 0);
+    c.wait_done();
+    c.expect_exact();
+  }
+}
+
+TEST(MigrationSession, SequencesTheTargetHasNoRoomForAreRecomputedExactly) {
+  // B's pool holds 12 blocks of 8 positions (each prompt and its 60 tokens fit that context),
+  // fewer than the four sequences' caches: the first sequences' KV fits as it arrives, the rest
+  // run out of room and are recomputed once the others free their blocks.
+  Cluster c(4, 60, 64, kernels::DType::kF32, /*target_kv_blocks=*/12);
+  ASSERT_TRUE(c.wait_tokens(6));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv);
+  ASSERT_EQ(src.result, "switched") << src.error;
+  EXPECT_GE(tgt.recomputed, 1);
+  EXPECT_LT(tgt.recomputed, tgt.sequences);
   c.wait_done();
   c.expect_exact();
 }
