@@ -62,7 +62,9 @@ TEST(ThreadPoolTest, ChunkBoundariesDependOnlyOnNSizeAndGrain) {
     int64_t expect_begin = 0;
     for (size_t i = 0; i < first.size(); ++i) {
       EXPECT_EQ(first[i].first, expect_begin);
-      if (i + 1 < first.size()) EXPECT_EQ(first[i].second - first[i].first, size);
+      if (i + 1 < first.size()) {
+        EXPECT_EQ(first[i].second - first[i].first, size);
+      }
       expect_begin = first[i].second;
     }
     EXPECT_EQ(expect_begin, n);
