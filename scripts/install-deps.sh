@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ccache pkg-config git
+  build-essential cmake ccache pkg-config git curl python3
   libgtest-dev libgmock-dev
   nlohmann-json3-dev libpcre2-dev
   libcpprest-dev libssl-dev libyaml-cpp-dev prometheus-cpp-dev
