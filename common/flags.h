@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,38 @@ class FlagSet {
     } catch (const std::exception&) {
       return invalid_argument("flag --" + name + ": '" + v + "' is not a number");
     }
+  }
+  // A comma-separated list ("1,16,64"); empty items are refused.
+  StatusOr<std::vector<std::string>> get_list(const std::string& name, const std::string& fallback) const {
+    const std::string v = get(name, fallback);
+    std::vector<std::string> out;
+    size_t pos = 0;
+    for (;;) {
+      const size_t comma = v.find(',', pos);
+      out.push_back(v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos));
+      if (out.back().empty()) return invalid_argument("flag --" + name + ": '" + v + "' has an empty item");
+      if (comma == std::string::npos) return out;
+      pos = comma + 1;
+    }
+  }
+  // A comma-separated list of integers, each at least `min`.
+  StatusOr<std::vector<int64_t>> get_int_list(const std::string& name, const std::string& fallback,
+                                              int64_t min) const {
+    HOTSWAP_ASSIGN_OR_RETURN(std::vector<std::string> items, get_list(name, fallback));
+    std::vector<int64_t> out;
+    for (const std::string& item : items) {
+      size_t used = 0;
+      long long x = 0;
+      try {
+        x = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != item.size() || used == 0 || x < min)
+        return invalid_argument("flag --" + name + ": '" + item + "' is not an integer >= " + std::to_string(min));
+      out.push_back(static_cast<int64_t>(x));
+    }
+    return out;
   }
   const std::vector<std::string>& positional() const { return positional_; }
 

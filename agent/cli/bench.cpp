@@ -138,20 +138,9 @@ int run_bench(int argc, char** argv) {
     if (!st.ok()) return fail(st, 2);
   if (*prompt_len < 1 || *decode_tokens < 2 || *bw_mb < 1)
     return fail(invalid_argument("--prompt-len >= 1, --decode-tokens >= 2 and --bandwidth-mb >= 1 are required"), 2);
-  std::vector<int> batches;
-  {
-    std::string list = flags.get("batch", "1,16");
-    size_t pos = 0;
-    while (pos <= list.size()) {
-      size_t comma = list.find(',', pos);
-      std::string part = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-      int b = std::atoi(part.c_str());
-      if (b < 1) return fail(invalid_argument("--batch: '" + part + "' is not a positive integer"), 2);
-      batches.push_back(b);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-  }
+  auto batch_list = flags.get_int_list("batch", "1,16", 1);
+  if (!batch_list.ok()) return fail(batch_list.status(), 2);
+  std::vector<int> batches(batch_list->begin(), batch_list->end());
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status(), 1);
   double bandwidth = stream_copy_bandwidth(options->threads, static_cast<size_t>(*bw_mb) << 20, 5);

@@ -93,18 +93,9 @@ int run(int argc, char** argv) {
   for (const Status& st : {max_tokens.status(), words.status(), threads.status(), reps.status()})
     if (!st.ok()) return fail(st);
   if (*reps < 1) return fail(invalid_argument("--repetitions must be >= 1"));
-  std::vector<int> streams;
-  for (const std::string& part : {flags.get("streams", "1,16,64")}) {
-    size_t pos = 0;
-    while (pos <= part.size()) {
-      size_t comma = part.find(',', pos);
-      int n = std::atoi(part.substr(pos, comma - pos).c_str());
-      if (n < 1) return fail(invalid_argument("--streams must list positive integers"));
-      streams.push_back(n);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-  }
+  auto stream_list = flags.get_int_list("streams", "1,16,64", 1);
+  if (!stream_list.ok()) return fail(stream_list.status());
+  std::vector<int> streams(stream_list->begin(), stream_list->end());
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status());
   for (int n : streams) {

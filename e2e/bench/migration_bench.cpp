@@ -190,18 +190,6 @@ StatusOr<double> transport_bytes_per_s(int64_t bytes) {
   return static_cast<double>(tx->stats().bytes_written) / secs;
 }
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    out.push_back(std::atoll(text.substr(pos, comma - pos).c_str()));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return out;
-}
-
 int run(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-migration-bench --model DIR [--contexts 512,2048,...] [--methods stop-and-copy,kv,recompute]\n"
@@ -237,26 +225,19 @@ int run(int argc, char** argv) {
   engine::EngineOptions eo;
   eo.kv_cache_bytes = 512ll << 20;
   const int64_t longest = (*model)->config().max_position_embeddings - *max_tokens - 16;
-  std::vector<int64_t> contexts =
-      flags.has("contexts") ? parse_list(flags.get("contexts")) : std::vector<int64_t>{512, 2048, longest};
+  auto context_list = flags.get_int_list("contexts", "512,2048," + std::to_string(longest), 1);
+  if (!context_list.ok()) return fail(context_list.status());
+  const std::vector<int64_t> contexts = *context_list;
   for (int64_t L : contexts)
     if (L < 1 || L > longest)
       return fail(invalid_argument("context " + std::to_string(L) + " is outside 1.." + std::to_string(longest) +
                                    " (the model's limit less the generated tokens)"));
-  std::vector<std::string> methods;
-  {
-    const std::string text = flags.get("methods", "stop-and-copy,kv,recompute");
-    size_t pos = 0;
-    while (pos <= text.size()) {
-      size_t comma = text.find(',', pos);
-      std::string m = text.substr(pos, comma - pos);
-      if (m != "stop-and-copy" && m != "kv" && m != "recompute")
-        return fail(invalid_argument("method '" + m + "' is not one of stop-and-copy, kv, recompute"));
-      methods.push_back(m);
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-  }
+  auto method_list = flags.get_list("methods", "stop-and-copy,kv,recompute");
+  if (!method_list.ok()) return fail(method_list.status());
+  const std::vector<std::string> methods = *method_list;
+  for (const std::string& m : methods)
+    if (m != "stop-and-copy" && m != "kv" && m != "recompute")
+      return fail(invalid_argument("method '" + m + "' is not one of stop-and-copy, kv, recompute"));
   // A deterministic prompt of exactly L ids: the model's own encoding of generated text, cycled.
   const auto base = (*model)->tokenizer().encode(loadgen::make_prompt(7, 0, 400));
   for (int64_t L : contexts) {
