@@ -319,7 +319,9 @@ void MigrationController::run_source(Migration* m, json body) {
     ro.request_id = rid;
     ro.last_event_id = st.last_event_id;
     ro.first_index = st.tokens;
-    m->relays.push_back(StreamRelay::start(ro, sink, [id = m->id, rid](const Status& s) {
+    m->relays_open->fetch_add(1);
+    m->relays.push_back(StreamRelay::start(ro, sink, [id = m->id, rid, open = m->relays_open](const Status& s) {
+      open->fetch_sub(1);
       if (!s.ok()) log_warn("migration " + id + ": relay of " + rid + ": " + s.to_string());
     }));
   }
@@ -348,7 +350,10 @@ StatusOr<json> MigrationController::get(const std::string& id) const {
   auto it = migrations_.find(id);
   if (it == migrations_.end()) return not_found("no migration '" + id + "' on this agent");
   const Migration& m = *it->second;
-  json j = {{"id", m.id}, {"role", m.role}, {"phase", m.phase}, {"report", m.report}};
+  std::string phase = m.phase;
+  if (m.role == "source" && phase == "Draining" && m.relays_open->load() == 0) phase = "Completed";
+  json j = {{"id", m.id}, {"role", m.role}, {"phase", phase}, {"report", m.report}};
+  if (m.role == "source" && m.phase == "Draining") j["relays_open"] = m.relays_open->load();
   if (!m.transport.empty()) j["transport"] = m.transport;
   if (!m.error.empty()) j["error"] = m.error;
   if (m.sender)

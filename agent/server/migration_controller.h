@@ -16,6 +16,7 @@
 // abort them, under mu_.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -71,6 +72,9 @@ class MigrationController {
     std::unique_ptr<migration::ChunkSender> sender;      // source
     std::unique_ptr<migration::ChunkReceiver> receiver;  // target
     std::vector<std::shared_ptr<StreamRelay>> relays;
+    // Source, Draining: relays not yet ended; at 0 the migration reads as Completed (the source
+    // holds no client of it any more). Shared with the relays' callbacks, which may outlive it.
+    std::shared_ptr<std::atomic<int64_t>> relays_open = std::make_shared<std::atomic<int64_t>>(0);
     std::thread worker;
   };
   // shm_dir holds shm's socket; both go as soon as the source connected or the wait ended.

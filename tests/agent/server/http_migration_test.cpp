@@ -109,6 +109,14 @@ TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
     bodies[i] += clients[i]->read_all_body();
     EXPECT_EQ(testing::stream_tokens(bodies[i]), want_tokens(a, i, tokens)) << "client " << i;
   }
+  // Every relayed stream ended: the source's migration is Completed.
+  json done;
+  for (int i = 0; i < 500; ++i) {
+    done = json::parse(http_call(a.port, "GET", "/control/v1/migrations/mig-1", "", kAuth).body);
+    if (done["phase"] == "Completed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(done["phase"], "Completed") << done.dump();
   // The work moved: the target generated the rest.
   std::string m = http_call(b.port, "GET", "/metrics").body;
   EXPECT_EQ(m.find("hotswap_generated_tokens_total 0\n"), std::string::npos);
