@@ -120,6 +120,8 @@ Status SnapshotDecoder::feed(const uint8_t* data, size_t n) {
               std::min<uint64_t>(payload_.size() + payload_left_, std::max<uint64_t>(need, 2 * payload_.capacity()))));
         }
         payload_.insert(payload_.end(), data, data + take);
+        // Checked as it arrives, while the bytes are still in cache.
+        payload_crc_ = crc32c_extend(payload_crc_, data, take);
         payload_left_ -= take;
         data += take;
         n -= take;
@@ -202,6 +204,7 @@ Status SnapshotDecoder::on_header() {
   }
   stage_ = Stage::kPayload;
   payload_ = {};
+  payload_crc_ = 0;
   payload_left_ = header_.payload_bytes;
   if (payload_left_ == 0) return on_payload();
   payload_.reserve(static_cast<size_t>(std::min<uint64_t>(payload_left_, 1u << 20)));
@@ -211,7 +214,7 @@ Status SnapshotDecoder::on_header() {
 Status SnapshotDecoder::on_payload() {
   stage_ = Stage::kHeader;
   const auto kind = static_cast<ChunkKind>(header_.kind);
-  const uint32_t crc = crc32c(payload_.data(), payload_.size());
+  const uint32_t crc = payload_crc_;
   if (crc != header_.payload_crc32c) {
     std::string message = where() + "payload CRC32C " + hex32(crc) + ", header says " + hex32(header_.payload_crc32c);
     if (!options_.resend_corrupt_chunks) return fail(data_loss(message));

@@ -132,6 +132,7 @@ class SnapshotDecoder {
   ChunkHeader header_;
   uint64_t chunk_offset_ = 0;  // of the current chunk's header
   std::vector<uint8_t> payload_;
+  uint32_t payload_crc_ = 0;  // CRC32C of payload_ so far
   uint64_t payload_left_ = 0;  // kPayload / kDiscardPayload
   uint64_t expected_sequence_ = 0;
   bool awaiting_resend_ = false;
