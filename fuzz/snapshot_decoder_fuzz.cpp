@@ -7,6 +7,7 @@
 //   - an error is sticky;
 //   - a stream the decoder accepts, written again by SnapshotWriter from its decoded chunks,
 //     is accepted again with the same chunks and the same End (the writer's own counts).
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -49,7 +50,7 @@ void take_all(SnapshotDecoder& d, Outcome& out) {
   while (auto r = d.take_resend_request()) out.resend_requests.push_back(r->sequence);
 }
 
-// Feeds `stream` in pieces whose sizes come from `seed` (0: one piece).
+// Feeds `stream` in pieces whose sizes come from `seed` (0: one piece), some of them in place.
 Outcome decode(const std::string& stream, bool resend, uint32_t seed) {
   SnapshotDecoder d(SnapshotDecoder::Options{.resend_corrupt_chunks = resend, .max_resends = 2});
   Outcome out;
@@ -64,7 +65,16 @@ Outcome decode(const std::string& stream, bool resend, uint32_t seed) {
       x ^= x << 5;
       n = std::min<size_t>(n, x % 4 == 0 ? 1 : x % 61);
     }
-    Status st = d.feed(p + at, n);
+    // Some pieces go in place, as a transport receiving into payload_space() puts them.
+    Status st;
+    const std::span<uint8_t> space = d.payload_space();
+    if (seed != 0 && !space.empty() && x % 3 == 0) {
+      n = std::min(n, space.size());
+      std::memcpy(space.data(), p + at, n);
+      st = d.commit_payload(n);
+    } else {
+      st = d.feed(p + at, n);
+    }
     at += n;
     take_all(d, out);
     if (!st.ok()) {

@@ -11,6 +11,7 @@
 //
 // Receiver: no thread of its own. next() reads, feeds a SnapshotDecoder in resend mode, and
 // sends RESEND and ACK messages; it watches chunk boundaries itself to spot the source's ABORT.
+// A payload's bytes after its first read are received straight into the decoder's buffer.
 #pragma once
 
 #include <array>

@@ -12,6 +12,9 @@ namespace hotswap::migration {
 namespace {
 
 constexpr auto kAbortSendTimeout = std::chrono::seconds(1);
+// Outside a payload one receive() takes at most this much: the next chunk's header and the
+// start of its payload, which is copied; the payload's rest is received in place.
+constexpr size_t kChunkStartReadBytes = 64u << 10;
 
 StatusCode code_or(StatusCode code, StatusCode fallback) {
   return code == StatusCode::kOk ? fallback : code;
@@ -55,7 +58,14 @@ class StreamChunkReceiver final : public ChunkReceiver {
       }
       // About to wait: a sender with a full window waits for this.
       acknowledge(deadline);
-      auto r = link_->receive(buffer_.data(), buffer_.size(), deadline);
+      // Inside a payload the bytes go straight into the decoder's buffer for it; elsewhere into
+      // buffer_, a little at a time at a chunk's start so that little of a payload is copied.
+      const std::span<uint8_t> space = stage_ == Stage::kPayload ? decoder_.payload_space() : std::span<uint8_t>();
+      const bool in_place = !space.empty();
+      uint8_t* into = in_place ? space.data() : buffer_.data();
+      size_t capacity = in_place ? std::min<size_t>({space.size(), payload_left_, buffer_.size()}) : buffer_.size();
+      if (stage_ != Stage::kPayload) capacity = std::min(capacity, kChunkStartReadBytes);
+      auto r = link_->receive(into, capacity, deadline);
       if (!r.ok()) {
         return fail(r.status().with_context("reading chunk " + std::to_string(validated_) + " from the " + peer_ +
                                             " (at stream byte " + std::to_string(decoder_.bytes_consumed()) + ")"));
@@ -71,7 +81,11 @@ class StreamChunkReceiver final : public ChunkReceiver {
         bytes_received_ += r->bytes;
       }
       // A failure is recorded in broken_; the chunks that came before it go out first.
-      (void)consume(buffer_.data(), r->bytes, deadline);
+      if (in_place) {
+        (void)consume_in_place(r->bytes, deadline);
+      } else {
+        (void)consume(buffer_.data(), r->bytes, deadline);
+      }
     }
   }
 
@@ -171,11 +185,26 @@ class StreamChunkReceiver final : public ChunkReceiver {
         }
       }
     }
+    acknowledge_if_due(deadline);
+    return Status::ok_status();
+  }
+
+  // n payload bytes arrived in the decoder's own buffer (payload_space()).
+  Status consume_in_place(size_t n, Deadline deadline) {
+    Status st = decoder_.commit_payload(n);
+    if (!st.ok()) return fail_and_tell(st);
+    payload_left_ -= n;
+    if (payload_left_ == 0) stage_ = Stage::kHeader;
+    HOTSWAP_RETURN_IF_ERROR(take_decoded(deadline));
+    acknowledge_if_due(deadline);
+    return Status::ok_status();
+  }
+
+  void acknowledge_if_due(Deadline deadline) {
     if (end_validated_ || bytes_since_ack_ >= options_.ack_every_bytes ||
         chunks_since_ack_ >= options_.ack_every_chunks) {
       acknowledge(deadline);
     }
-    return Status::ok_status();
   }
 
   // The source sent a control message where a chunk would start: only ABORT may come this way.
@@ -204,6 +233,11 @@ class StreamChunkReceiver final : public ChunkReceiver {
   Status feed(const uint8_t* data, size_t n, Deadline deadline) {
     Status st = decoder_.feed(data, n);
     if (!st.ok()) return fail_and_tell(st);
+    return take_decoded(deadline);
+  }
+
+  // Moves the decoder's valid chunks to ready_ and asks for its corrupt ones again.
+  Status take_decoded(Deadline deadline) {
     while (auto chunk = decoder_.next()) {
       ++validated_;
       bytes_since_ack_ += kChunkHeaderBytes + chunk->payload.size();

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -55,14 +56,7 @@ class StreamChunkSender final : public ChunkSender {
     CallScope scope(*this);
     const Deadline deadline = deadline_after(timeout);
     timeout_ = timeout;
-    {
-      std::lock_guard lock(mu_);
-      if (!broken_.ok()) return broken_;
-      if (!started_) {
-        started_ = true;
-        first_write_time_ = Clock::now();
-      }
-    }
+    HOTSWAP_RETURN_IF_ERROR(start_write());
     if (n > 0 && data == nullptr) return invalid_argument("ChunkSender::write() of a null pointer");
     size_t taken = 0;
     bool harmless = false;
@@ -73,6 +67,56 @@ class StreamChunkSender final : public ChunkSender {
     return break_locked(st);
   }
 
+  Status write_chunk(const ChunkHeader& header, std::span<const std::span<const uint8_t>> pieces,
+                     std::chrono::milliseconds timeout) override {
+    std::lock_guard call(call_mu_);
+    CallScope scope(*this);
+    const Deadline deadline = deadline_after(timeout);
+    timeout_ = timeout;
+    HOTSWAP_RETURN_IF_ERROR(start_write());
+    if (!at_boundary()) {
+      return failed_precondition("write_chunk() in the middle of chunk " + std::to_string(next_sequence_) + " (" +
+                                 std::to_string(current_ ? current_->filled : header_have_) + " of its bytes written)");
+    }
+    uint64_t total = 0;
+    for (const auto& piece : pieces) {
+      if (!piece.empty() && piece.data() == nullptr) return invalid_argument("write_chunk() of a null piece");
+      total += piece.size();
+    }
+    const std::string where = "write_chunk(): chunk " + std::to_string(header.sequence) + ": ";
+    if (header.sequence != next_sequence_) {
+      return invalid_argument(where + "expected chunk " + std::to_string(next_sequence_));
+    }
+    if (header.payload_bytes != total) {
+      return invalid_argument(where + "the header says " + std::to_string(header.payload_bytes) +
+                              " payload bytes, the pieces hold " + std::to_string(total));
+    }
+    if (total > kMaxChunkPayloadBytes) {
+      return invalid_argument(where + "a payload of " + std::to_string(total) + " bytes, over the limit of " +
+                              std::to_string(kMaxChunkPayloadBytes));
+    }
+    bool timed_out = false;
+    Status st = before_chunk(deadline, timed_out);
+    if (!st.ok()) return timed_out ? st : break_stream(st);
+    Frame& f = open_frame(header.sequence, kChunkHeaderBytes + static_cast<size_t>(total));
+    ChunkHeader h = header;
+    h.payload_crc32c = 0;
+    uint8_t* out = f.bytes.get() + kChunkHeaderBytes;
+    for (const auto& piece : pieces) {
+      h.payload_crc32c = crc32c_copy(out, piece.data(), piece.size(), h.payload_crc32c);
+      out += piece.size();
+    }
+    const auto framed = encode_chunk_header(h);
+    std::memcpy(f.bytes.get(), framed.data(), framed.size());
+    f.filled = f.size;
+    {
+      std::lock_guard lock(mu_);
+      bytes_written_ += f.size;
+    }
+    st = after_fill(deadline);
+    return st.ok() ? st : break_stream(st);
+  }
+
   Status flush(std::chrono::milliseconds timeout) override {
     std::lock_guard call(call_mu_);
     CallScope scope(*this);
@@ -80,7 +124,7 @@ class StreamChunkSender final : public ChunkSender {
     timeout_ = timeout;
     if (!at_boundary()) {
       return failed_precondition("flush() in the middle of chunk " + std::to_string(next_sequence_) + " (" +
-                                 std::to_string(current_ ? current_->bytes.size() : header_have_) +
+                                 std::to_string(current_ ? current_->filled : header_have_) +
                                  " of its bytes written)");
     }
     for (;;) {
@@ -178,15 +222,34 @@ class StreamChunkSender final : public ChunkSender {
   }
 
  private:
+  // Memory for one chunk's bytes, left uninitialized: every byte is written before it is sent.
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> bytes;
+    size_t capacity = 0;
+  };
+
   // One chunk in the resend window: its bytes as written (header first).
   struct Frame {
     uint64_t sequence = 0;
     uint64_t stream_offset = 0;
-    size_t size = 0;  // header + payload; bytes fills up to it
-    std::vector<uint8_t> bytes;
+    size_t size = 0;    // header + payload
+    size_t filled = 0;  // of those, written so far
+    std::unique_ptr<uint8_t[]> bytes;
+    size_t capacity = 0;
   };
 
   bool at_boundary() const { return current_ == nullptr && header_have_ == 0; }
+
+  // The start of a write() or write_chunk(): not on a broken transfer; the first starts the clock.
+  Status start_write() {
+    std::lock_guard lock(mu_);
+    if (!broken_.ok()) return broken_;
+    if (!started_) {
+      started_ = true;
+      first_write_time_ = Clock::now();
+    }
+    return Status::ok_status();
+  }
 
   // Counts an owner's call in progress, for abort().
   class CallScope {
@@ -239,8 +302,9 @@ class StreamChunkSender final : public ChunkSender {
         continue;
       }
       Frame& f = *current_;
-      const size_t c = std::min(n, f.size - f.bytes.size());
-      f.bytes.insert(f.bytes.end(), data, data + c);
+      const size_t c = std::min(n, f.size - f.filled);
+      std::memcpy(f.bytes.get() + f.filled, data, c);
+      f.filled += c;
       data += c;
       n -= c;
       taken += c;
@@ -270,36 +334,46 @@ class StreamChunkSender final : public ChunkSender {
                               std::to_string(payload_bytes) + " bytes, over the limit of " +
                               std::to_string(kMaxChunkPayloadBytes));
     }
+    Frame& f = open_frame(sequence, kChunkHeaderBytes + payload_bytes);
+    std::memcpy(f.bytes.get(), header_.data(), header_.size());
+    f.filled = header_.size();
+    header_have_ = 0;
+    return after_fill(deadline);
+  }
+
+  // Opens chunk `sequence` of `size` bytes in the window, as current_, nothing of it written.
+  Frame& open_frame(uint64_t sequence, size_t size) {
     Frame& f = frames_.emplace_back();
     f.sequence = sequence;
     f.stream_offset = stream_offset_;
-    f.size = kChunkHeaderBytes + payload_bytes;
-    if (!spare_.empty() && spare_.back().capacity() >= f.size) {
-      f.bytes = std::move(spare_.back());
+    f.size = size;
+    if (!spare_.empty() && spare_.back().capacity >= size) {
+      f.bytes = std::move(spare_.back().bytes);
+      f.capacity = spare_.back().capacity;
       spare_.pop_back();
+    } else {
+      f.bytes = std::make_unique_for_overwrite<uint8_t[]>(size);
+      f.capacity = size;
     }
-    f.bytes.reserve(f.size);
-    f.bytes.insert(f.bytes.end(), header_.begin(), header_.end());
     retained_bytes_ += f.size;
     current_ = &f;
     current_sent_ = 0;
-    header_have_ = 0;
-    return after_fill(deadline);
+    return f;
   }
 
   // Sends what the current chunk gathered, in large pieces; closes the chunk when it is whole.
   Status after_fill(Deadline deadline) {
     Frame& f = *current_;
-    const bool whole = f.bytes.size() == f.size;
+    const bool whole = f.filled == f.size;
     if (whole) {
       // Before its last byte goes out, so that its ACK always finds it counted.
       std::lock_guard lock(mu_);
       frames_complete_ = f.sequence + 1;
       frame_ends_.push_back(f.stream_offset + f.size);
     }
-    if (whole || f.bytes.size() - current_sent_ >= kSendPieceBytes) {
-      HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.data() + current_sent_, f.bytes.size() - current_sent_, deadline));
-      current_sent_ = f.bytes.size();
+    if (whole || f.filled - current_sent_ >= kSendPieceBytes) {
+      HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.get() + current_sent_, f.filled - current_sent_, deadline));
+      current_sent_ = f.filled;
     }
     if (whole) {
       current_ = nullptr;
@@ -338,10 +412,7 @@ class StreamChunkSender final : public ChunkSender {
     }
     while (!frames_.empty() && frames_.front().sequence < acked && &frames_.front() != current_) {
       retained_bytes_ -= frames_.front().size;
-      if (spare_.size() < kSpareBuffers) {
-        spare_.push_back(std::move(frames_.front().bytes));
-        spare_.back().clear();
-      }
+      if (spare_.size() < kSpareBuffers) spare_.push_back({std::move(frames_.front().bytes), frames_.front().capacity});
       frames_.pop_front();
     }
   }
@@ -369,10 +440,10 @@ class StreamChunkSender final : public ChunkSender {
           std::lock_guard lock(mu_);
           if (resend_from_ || !broken_.ok()) break;
         }
-        HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.data(), f.bytes.size(), deadline));
+        HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.get(), f.size, deadline));
         std::lock_guard lock(mu_);
         ++chunks_resent_;
-        bytes_resent_ += f.bytes.size();
+        bytes_resent_ += f.size;
       }
     }
   }
@@ -516,7 +587,7 @@ class StreamChunkSender final : public ChunkSender {
   std::mutex call_mu_;
   std::deque<Frame> frames_;  // the resend window, oldest first; the last may be current_
   // Buffers of acknowledged chunks, reused so that steady streaming does not fault in new pages.
-  std::vector<std::vector<uint8_t>> spare_;
+  std::vector<Buffer> spare_;
   Frame* current_ = nullptr;  // the chunk being written, when a write stopped inside one
   size_t current_sent_ = 0;   // of current_'s bytes, those sent
   std::array<uint8_t, kChunkHeaderBytes> header_{};

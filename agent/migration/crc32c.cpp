@@ -6,6 +6,7 @@
 // bytes and is a fixed 32x32 bit matrix for a fixed |B|, applied here as four byte tables.
 #include "agent/migration/crc32c.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -196,6 +197,22 @@ uint32_t crc32c_extend(uint32_t crc, const void* data, size_t n) {
 
 uint32_t crc32c(const void* data, size_t n) {
   return crc32c_extend(0, data, n);
+}
+
+uint32_t crc32c_copy(void* dst, const void* src, size_t n, uint32_t crc) {
+  // Small enough that a step is still in L1 when the checksum reads it back.
+  constexpr size_t kStepBytes = 16u << 10;
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+  while (n > 0) {
+    const size_t k = std::min(n, kStepBytes);
+    std::memcpy(d, s, k);
+    crc = crc32c_extend(crc, d, k);
+    d += k;
+    s += k;
+    n -= k;
+  }
+  return crc;
 }
 
 }  // namespace hotswap::migration

@@ -19,6 +19,11 @@ uint32_t crc32c(const void* data, size_t n);
 // crc32c_extend(0, b) == crc32c(b). For checksums over data that arrives in pieces.
 uint32_t crc32c_extend(uint32_t crc, const void* data, size_t n);
 
+// Copies n bytes from src to dst and returns crc32c_extend(crc, src, n), reading src once: the
+// checksum runs over each cache-sized step of dst just after it is written. The ranges must not
+// overlap.
+uint32_t crc32c_copy(void* dst, const void* src, size_t n, uint32_t crc = 0);
+
 // The two paths, for tests and benchmarks. crc32c_extend() picks one of them.
 uint32_t crc32c_extend_portable(uint32_t crc, const void* data, size_t n);
 // Only when crc32c_hardware_available().

@@ -49,6 +49,8 @@ SnapshotWriter::SnapshotWriter(std::string* out) : out_(out) {}
 
 SnapshotWriter::SnapshotWriter(Sink sink) : sink_(std::move(sink)) {}
 
+SnapshotWriter::SnapshotWriter(ChunkSink sink) : chunk_sink_(std::move(sink)) {}
+
 Status SnapshotWriter::put(const uint8_t* data, size_t n) {
   if (n == 0) return Status::ok_status();
   if (out_ != nullptr) {
@@ -67,11 +69,7 @@ Status SnapshotWriter::put(const uint8_t* data, size_t n) {
 Status SnapshotWriter::emit(ChunkKind kind, std::span<const std::span<const uint8_t>> pieces) {
   HOTSWAP_RETURN_IF_ERROR(status_);
   uint64_t total = 0;
-  uint32_t crc = 0;
-  for (const auto& piece : pieces) {
-    total += piece.size();
-    crc = crc32c_extend(crc, piece.data(), piece.size());
-  }
+  for (const auto& piece : pieces) total += piece.size();
   if (total > max_payload_bytes(kind)) {
     return invalid_argument("snapshot chunk " + std::to_string(next_sequence_) + " (" + chunk_kind_name(kind) +
                             "): payload of " + std::to_string(total) + " bytes exceeds the limit of " +
@@ -81,7 +79,17 @@ Status SnapshotWriter::emit(ChunkKind kind, std::span<const std::span<const uint
   h.kind = static_cast<uint16_t>(kind);
   h.sequence = next_sequence_;
   h.payload_bytes = static_cast<uint32_t>(total);
-  h.payload_crc32c = crc;
+  if (chunk_sink_) {
+    Status st = chunk_sink_(h, pieces);
+    if (!st.ok()) {
+      status_ = st.with_context("snapshot sink, chunk " + std::to_string(next_sequence_));
+      return status_;
+    }
+    bytes_written_ += kChunkHeaderBytes + total;
+    ++next_sequence_;
+    return Status::ok_status();
+  }
+  for (const auto& piece : pieces) h.payload_crc32c = crc32c_extend(h.payload_crc32c, piece.data(), piece.size());
   const auto header = encode_chunk_header(h);
   // The header and the first piece (a JSON payload, or KvBlocks' sub-header) in one call, so
   // a sink sees each chunk begin at the start of a call and small chunks in one call.

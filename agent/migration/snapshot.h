@@ -74,14 +74,22 @@ std::array<uint8_t, kChunkHeaderBytes> encode_chunk_header(const ChunkHeader& he
 // copy). The first sink error is sticky: the stream is broken, and every later write returns
 // it. Errors from encoding a payload write nothing and leave the stream usable.
 //
+// A ChunkSink takes whole chunks instead of bytes: the header with its payload CRC32C not yet
+// set (0), and the payload as pieces. It copies the pieces into its own memory, computing their
+// CRC32C on the way (crc32c_copy: the caller's memory is read once), then frames the chunk with
+// encode_chunk_header(). A transport that keeps chunks for resending takes this form.
+//
 // The writer does not check order rules or payload ranges; SnapshotDecoder does.
 class SnapshotWriter {
  public:
   // Called on the writer's thread; it must be done with data (sent or copied) when it returns.
   using Sink = std::function<Status(const uint8_t* data, size_t n)>;
+  using ChunkSink =
+      std::function<Status(const ChunkHeader& header, std::span<const std::span<const uint8_t>> payload_pieces)>;
 
   explicit SnapshotWriter(std::string* out);
   explicit SnapshotWriter(Sink sink);
+  explicit SnapshotWriter(ChunkSink sink);
 
   Status write_manifest(const Manifest& manifest);
   Status write_sequence_state(const SequenceState& state);
@@ -109,6 +117,7 @@ class SnapshotWriter {
 
   std::string* out_ = nullptr;
   Sink sink_;
+  ChunkSink chunk_sink_;
   uint64_t next_sequence_ = 0;
   uint64_t bytes_written_ = 0;
   Status status_;

@@ -113,20 +113,10 @@ Status SnapshotDecoder::feed(const uint8_t* data, size_t n) {
       }
       case Stage::kPayload: {
         const size_t take = static_cast<size_t>(std::min<uint64_t>(n, payload_left_));
-        // Grow towards the header's length as bytes arrive, never on the header's word alone.
-        const size_t need = payload_.size() + take;
-        if (need > payload_.capacity()) {
-          payload_.reserve(static_cast<size_t>(
-              std::min<uint64_t>(payload_.size() + payload_left_, std::max<uint64_t>(need, 2 * payload_.capacity()))));
-        }
-        payload_.insert(payload_.end(), data, data + take);
-        // Checked as it arrives, while the bytes are still in cache.
-        payload_crc_ = crc32c_extend(payload_crc_, data, take);
-        payload_left_ -= take;
+        std::memcpy(payload_.data() + payload_have_, data, take);
         data += take;
         n -= take;
-        offset_ += take;
-        if (payload_left_ == 0) HOTSWAP_RETURN_IF_ERROR(on_payload());
+        HOTSWAP_RETURN_IF_ERROR(commit_payload(take));
         break;
       }
       case Stage::kDiscardPayload: {
@@ -203,11 +193,33 @@ Status SnapshotDecoder::on_header() {
     return fail(data_loss(where() + what));
   }
   stage_ = Stage::kPayload;
-  payload_ = {};
+  payload_ = PayloadBytes(header_.payload_bytes);
+  payload_have_ = 0;
   payload_crc_ = 0;
   payload_left_ = header_.payload_bytes;
   if (payload_left_ == 0) return on_payload();
-  payload_.reserve(static_cast<size_t>(std::min<uint64_t>(payload_left_, 1u << 20)));
+  return Status::ok_status();
+}
+
+std::span<uint8_t> SnapshotDecoder::payload_space() {
+  if (!status_.ok() || stage_ != Stage::kPayload) return {};
+  return {payload_.data() + payload_have_, static_cast<size_t>(payload_left_)};
+}
+
+Status SnapshotDecoder::commit_payload(size_t n) {
+  if (!status_.ok()) return status_;
+  if (stage_ != Stage::kPayload || n > payload_left_) {
+    return failed_precondition("snapshot at byte " + std::to_string(offset_) + ": commit_payload(" +
+                               std::to_string(n) + ") with " +
+                               std::to_string(stage_ == Stage::kPayload ? payload_left_ : 0) +
+                               " payload bytes awaited");
+  }
+  // Checked as they arrive, while the bytes are still in cache.
+  payload_crc_ = crc32c_extend(payload_crc_, payload_.data() + payload_have_, n);
+  payload_have_ += n;
+  payload_left_ -= n;
+  offset_ += n;
+  if (payload_left_ == 0) return on_payload();
   return Status::ok_status();
 }
 
@@ -417,7 +429,7 @@ Status SnapshotDecoder::finish() {
                           " of " + std::to_string(kChunkHeaderBytes) + " bytes"));
   }
   if (stage_ == Stage::kPayload) {
-    return fail(data_loss(where() + "truncated in the payload, " + std::to_string(payload_.size()) + " of " +
+    return fail(data_loss(where() + "truncated in the payload, " + std::to_string(payload_have_) + " of " +
                           std::to_string(header_.payload_bytes) + " bytes"));
   }
   if (awaiting_resend_) {

@@ -30,15 +30,21 @@
 // chunk that arrives corrupt more than max_resends times fails the stream. A header CRC failure
 // is never resendable: the length can no longer be trusted, so the stream has lost its framing.
 //
+// In place. While a payload arrives, payload_space() is where its next bytes go, so a transport
+// can receive straight into it and commit_payload() them, with no copy; feed() copies into the
+// same place.
+//
 // Memory: the decoder holds one payload at a time (at most kMaxChunkPayloadBytes; its buffer
-// starts at 1 MiB at most and doubles as bytes arrive, so a header's claim alone reserves
-// little) plus the decoded chunks not yet taken, and per request id a small record. Threads:
-// one thread at a time.
+// is allocated at the header's length but left uninitialized, so a header's claim alone touches
+// no page: memory is used as bytes arrive) plus the decoded chunks not yet taken, and per request
+// id a small record. Threads: one thread at a time.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -49,12 +55,32 @@
 
 namespace hotswap::migration {
 
+// A chunk's payload bytes: one allocation of the header's length, uninitialized until filled.
+class PayloadBytes {
+ public:
+  PayloadBytes() = default;
+  explicit PayloadBytes(size_t n) : bytes_(n > 0 ? std::make_unique_for_overwrite<uint8_t[]>(n) : nullptr), size_(n) {}
+
+  uint8_t* data() { return bytes_.get(); }
+  const uint8_t* data() const { return bytes_.get(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  operator std::span<const uint8_t>() const { return {data(), size_}; }
+  friend bool operator==(const PayloadBytes& a, const PayloadBytes& b) {
+    return a.size_ == b.size_ && (a.size_ == 0 || std::memcmp(a.data(), b.data(), a.size_) == 0);
+  }
+
+ private:
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t size_ = 0;
+};
+
 // One valid chunk. Move-only: kv_blocks->data points into payload.
 struct DecodedChunk {
   uint64_t sequence = 0;
   ChunkKind kind = ChunkKind::kManifest;
   uint64_t stream_offset = 0;    // byte offset of the chunk's header in the stream
-  std::vector<uint8_t> payload;  // CRC-checked payload bytes
+  PayloadBytes payload;  // CRC-checked payload bytes
   // The decoded payload; the one that matches kind is set (kQueuedRequest sets sequence_state).
   std::optional<Manifest> manifest;
   std::optional<SequenceState> sequence_state;
@@ -89,6 +115,13 @@ class SnapshotDecoder {
 
   Status feed(const uint8_t* data, size_t n);
   Status feed(std::span<const uint8_t> bytes) { return feed(bytes.data(), bytes.size()); }
+  // While a payload arrives (not one discarded in resend mode): the space for its remaining
+  // bytes, to write up to size() of them and commit_payload(n) them. Empty otherwise, and after
+  // an error: feed() then.
+  std::span<uint8_t> payload_space();
+  // Takes the n bytes written at the start of payload_space() as the payload's next bytes, as
+  // feed() of them would. kFailedPrecondition for more than the space holds.
+  Status commit_payload(size_t n);
   // The next complete, valid chunk, in stream order.
   std::optional<DecodedChunk> next();
   // In resend mode: the next corrupt chunk to ask for again, oldest first.
@@ -131,8 +164,9 @@ class SnapshotDecoder {
   size_t header_have_ = 0;
   ChunkHeader header_;
   uint64_t chunk_offset_ = 0;  // of the current chunk's header
-  std::vector<uint8_t> payload_;
-  uint32_t payload_crc_ = 0;  // CRC32C of payload_ so far
+  PayloadBytes payload_;
+  size_t payload_have_ = 0;   // bytes of payload_ filled
+  uint32_t payload_crc_ = 0;  // CRC32C of those
   uint64_t payload_left_ = 0;  // kPayload / kDiscardPayload
   uint64_t expected_sequence_ = 0;
   bool awaiting_resend_ = false;

@@ -1,8 +1,8 @@
 // The migration transport: moves one snapshot stream (snapshot.h) from the source agent to the
 // target, pipelined, and carries the target's answers back on the same connection.
 //
-// ChunkSender (source) takes the stream's bytes exactly as SnapshotWriter's Sink hands them out
-// (snapshot_sink() adapts one to the other), sends them without a round trip per chunk, and keeps
+// ChunkSender (source) takes the stream's bytes exactly as SnapshotWriter's Sink hands them out,
+// or whole chunks as its ChunkSink does (snapshot_sink() adapts one to the other), sends them without a round trip per chunk, and keeps
 // every chunk until the receiver acknowledges it, so that when a chunk arrives corrupt it can go
 // back to it: go-back-N, chunk N and everything after it again, with the same sequence numbers.
 // ChunkReceiver (target) checks the bytes with a SnapshotDecoder in resend mode, asks for corrupt
@@ -43,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -112,6 +113,13 @@ class ChunkSender {
   // are on their way (not acknowledged). Waits while the resend window is full, and first sends
   // again what the receiver asked for.
   virtual Status write(const uint8_t* data, size_t n, std::chrono::milliseconds timeout) = 0;
+  // The same as write() of one whole chunk, given as SnapshotWriter's ChunkSink gives it: the
+  // header with its payload CRC32C unset, and the payload pieces. The pieces are copied into the
+  // resend window and checksummed in one pass. kFailedPrecondition in the middle of a chunk;
+  // kInvalidArgument (nothing taken, nothing broken) for a header that is not the next chunk's
+  // or does not match the pieces' length.
+  virtual Status write_chunk(const ChunkHeader& header, std::span<const std::span<const uint8_t>> payload_pieces,
+                             std::chrono::milliseconds timeout) = 0;
   // Waits until every chunk written so far is acknowledged, resending what the receiver asks for.
   // kFailedPrecondition in the middle of a chunk.
   virtual Status flush(std::chrono::milliseconds timeout) = 0;
@@ -125,10 +133,11 @@ class ChunkSender {
   virtual SenderStats stats() const = 0;
 };
 
-// A SnapshotWriter sink that writes into `sender`, each call with its own timeout.
-inline SnapshotWriter::Sink snapshot_sink(ChunkSender& sender, std::chrono::milliseconds timeout_per_write) {
-  return
-      [&sender, timeout_per_write](const uint8_t* data, size_t n) { return sender.write(data, n, timeout_per_write); };
+// A SnapshotWriter sink that writes whole chunks into `sender`, each call with its own timeout.
+inline SnapshotWriter::ChunkSink snapshot_sink(ChunkSender& sender, std::chrono::milliseconds timeout_per_write) {
+  return [&sender, timeout_per_write](const ChunkHeader& header, std::span<const std::span<const uint8_t>> pieces) {
+    return sender.write_chunk(header, pieces, timeout_per_write);
+  };
 }
 
 // The target's end. Threads: next() and reply() from one thread at a time (the owner); abort()

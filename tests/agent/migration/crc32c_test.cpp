@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstring>
 #include <random>
 #include <vector>
@@ -41,6 +43,23 @@ TEST(Crc32c, ExtendOverPiecesEqualsOneShot) {
   for (size_t split = 0; split <= data.size(); split += 37) {
     const uint32_t first = crc32c(data.data(), split);
     EXPECT_EQ(crc32c_extend(first, data.data() + split, data.size() - split), whole) << "split at " << split;
+  }
+}
+
+// Sizes around the copy's 16 KiB steps, at odd offsets, extending a running CRC.
+TEST(Crc32c, CopyCopiesAndChecksumsLikeExtend) {
+  std::vector<uint8_t> src(100'000);
+  std::mt19937 rng(11);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{4095}, size_t{16384}, size_t{16385}, size_t{99'990}}) {
+    std::vector<uint8_t> dst(n + 8, 0xee);
+    const uint32_t seed = crc32c(src.data(), 5);
+    EXPECT_EQ(crc32c_copy(dst.data() + 3, src.data() + 7, n, seed), crc32c_extend(seed, src.data() + 7, n))
+        << n << " bytes";
+    EXPECT_TRUE(std::equal(dst.begin() + 3, dst.begin() + 3 + static_cast<std::ptrdiff_t>(n), src.begin() + 7))
+        << n << " bytes";
+    EXPECT_EQ(dst[2], 0xee);
+    EXPECT_EQ(dst[3 + n], 0xee);  // nothing past the end
   }
 }
 

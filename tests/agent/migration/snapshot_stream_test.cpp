@@ -2,9 +2,11 @@
 // every way, and corrupted every way a transport or a buggy sender can corrupt it.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 
+#include "agent/migration/crc32c.h"
 #include "agent/migration/snapshot.h"
 #include "agent/migration/snapshot_decoder.h"
 #include "tests/agent/migration/snapshot_test_util.h"
@@ -103,6 +105,73 @@ TEST(SnapshotStream, WholeStreamRoundTripsInRandomSplits) {
   }
 }
 
+// A transport that receives payload bytes straight into payload_space() and feeds the rest.
+TEST(SnapshotStream, WholeStreamRoundTripsWhenPayloadsAreWrittenInPlace) {
+  const SampleStream s = sample_stream();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(s.bytes.data());
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 100; ++trial) {
+    SnapshotDecoder d;
+    std::vector<DecodedChunk> chunks;
+    size_t at = 0;
+    size_t in_place = 0;
+    while (at < s.bytes.size()) {
+      const size_t n = std::min<size_t>(s.bytes.size() - at, 1 + rng() % 97);
+      std::span<uint8_t> space = d.payload_space();
+      if (!space.empty()) {
+        const size_t k = std::min(n, space.size());
+        std::memcpy(space.data(), bytes + at, k);
+        ASSERT_TRUE(d.commit_payload(k).ok()) << d.status().to_string();
+        at += k;
+        in_place += k;
+      } else {
+        ASSERT_TRUE(d.feed(bytes + at, n).ok()) << d.status().to_string();
+        at += n;
+      }
+      while (auto chunk = d.next()) chunks.push_back(std::move(*chunk));
+    }
+    ASSERT_TRUE(d.finish().ok()) << d.status().to_string();
+    expect_sample_chunks(chunks, s);
+    EXPECT_GT(in_place, 0u);
+  }
+}
+
+TEST(SnapshotDecoder, PayloadSpaceIsTheRestOfThePayloadAndNothingElse) {
+  const SampleStream s = sample_stream();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(s.bytes.data());
+  SnapshotDecoder d;
+  EXPECT_TRUE(d.payload_space().empty());  // before a header
+  EXPECT_EQ(d.commit_payload(1).code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(d.status().ok());  // a refused commit breaks nothing
+  // Chunk 0's header and 5 payload bytes: the space is the payload's other bytes.
+  ASSERT_TRUE(d.feed(bytes, kChunkHeaderBytes + 5).ok());
+  const size_t payload0 = s.end(0) - s.start(0) - kChunkHeaderBytes;
+  std::span<uint8_t> space = d.payload_space();
+  ASSERT_EQ(space.size(), payload0 - 5);
+  EXPECT_EQ(d.commit_payload(space.size() + 1).code(), StatusCode::kFailedPrecondition);
+  std::memcpy(space.data(), bytes + kChunkHeaderBytes + 5, space.size());
+  ASSERT_TRUE(d.commit_payload(space.size()).ok()) << d.status().to_string();
+  EXPECT_TRUE(d.payload_space().empty());  // the chunk is whole; the next header comes first
+  ASSERT_TRUE(d.next().has_value());
+  EXPECT_EQ(d.bytes_consumed(), s.end(0));
+}
+
+TEST(SnapshotDecoder, PayloadWrittenInPlaceIsStillCrcChecked) {
+  const SampleStream s = sample_stream();
+  std::string damaged = s.bytes;
+  damaged[s.start(2) + kChunkHeaderBytes + 40] ^= 0x01;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(damaged.data());
+  SnapshotDecoder d;
+  ASSERT_TRUE(d.feed(bytes, s.start(2) + kChunkHeaderBytes).ok());
+  std::span<uint8_t> space = d.payload_space();
+  ASSERT_EQ(space.size(), s.end(2) - s.start(2) - kChunkHeaderBytes);
+  std::memcpy(space.data(), bytes + s.start(2) + kChunkHeaderBytes, space.size());
+  Status st = d.commit_payload(space.size());
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("snapshot chunk 2 (KvBlocks)"), std::string::npos) << st.message();
+  EXPECT_TRUE(d.payload_space().empty());  // failed: nothing more goes in
+}
+
 TEST(SnapshotStream, DecodedKvBlocksStayValidWhenTheChunkMoves) {
   const SampleStream s = sample_stream();
   SnapshotDecoder d;
@@ -116,15 +185,8 @@ TEST(SnapshotStream, DecodedKvBlocksStayValidWhenTheChunkMoves) {
 
 // ---- the writer ----
 
-TEST(SnapshotWriter, SinkGetsTheSameBytesAndEachChunkStartsACall) {
-  const SampleStream s = sample_stream();
-  std::string via_sink;
-  std::vector<size_t> call_starts;
-  SnapshotWriter w([&](const uint8_t* p, size_t n) {
-    call_starts.push_back(via_sink.size());
-    via_sink.append(reinterpret_cast<const char*>(p), n);
-    return Status::ok_status();
-  });
+// The sample stream's chunks, written through w (its seq-b blocks in the gather form).
+void write_sample_chunks(SnapshotWriter& w, const SampleStream& s) {
   const size_t bb = small_layout().block_bytes();
   ASSERT_TRUE(w.write_manifest(sample_manifest()).ok());
   ASSERT_TRUE(w.write_sequence_state(sample_sequence("seq-a", 7)).ok());
@@ -136,12 +198,68 @@ TEST(SnapshotWriter, SinkGetsTheSameBytesAndEachChunkStartsACall) {
   ASSERT_TRUE(w.write_kv_blocks(KvBlocks{"seq-a", 1, 1, 1, bb, s.pool[2]}).ok());
   ASSERT_TRUE(w.write_queued_request(sample_queued("queued-1")).ok());
   ASSERT_TRUE(w.write_end().ok());
+}
+
+TEST(SnapshotWriter, SinkGetsTheSameBytesAndEachChunkStartsACall) {
+  const SampleStream s = sample_stream();
+  std::string via_sink;
+  std::vector<size_t> call_starts;
+  SnapshotWriter w([&](const uint8_t* p, size_t n) {
+    call_starts.push_back(via_sink.size());
+    via_sink.append(reinterpret_cast<const char*>(p), n);
+    return Status::ok_status();
+  });
+  write_sample_chunks(w, s);
   EXPECT_EQ(via_sink, s.bytes);
   EXPECT_EQ(w.next_sequence(), 8u);
   EXPECT_EQ(w.bytes_written(), s.bytes.size());
   for (size_t i = 0; i < s.chunk_count(); ++i) {
     EXPECT_NE(std::find(call_starts.begin(), call_starts.end(), s.start(i)), call_starts.end()) << "chunk " << i;
   }
+}
+
+// A ChunkSink that frames each chunk itself (the way a transport with a resend window does)
+// produces the string writer's bytes exactly.
+TEST(SnapshotWriter, ChunkSinkGetsWholeChunksThatFrameToTheSameBytes) {
+  const SampleStream s = sample_stream();
+  std::string framed;
+  std::vector<ChunkHeader> headers;
+  SnapshotWriter w([&](const ChunkHeader& h, std::span<const std::span<const uint8_t>> pieces) {
+    headers.push_back(h);
+    std::vector<uint8_t> payload(h.payload_bytes);
+    ChunkHeader full = h;
+    size_t at = 0;
+    for (const auto& piece : pieces) {
+      full.payload_crc32c = crc32c_copy(payload.data() + at, piece.data(), piece.size(), full.payload_crc32c);
+      at += piece.size();
+    }
+    EXPECT_EQ(at, h.payload_bytes);
+    const auto header = encode_chunk_header(full);
+    framed.append(reinterpret_cast<const char*>(header.data()), header.size());
+    framed.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+    return Status::ok_status();
+  });
+  write_sample_chunks(w, s);
+  EXPECT_EQ(framed, s.bytes);
+  EXPECT_EQ(w.bytes_written(), s.bytes.size());
+  ASSERT_EQ(headers.size(), s.chunk_count());
+  for (size_t i = 0; i < headers.size(); ++i) {
+    EXPECT_EQ(headers[i].sequence, i);
+    EXPECT_EQ(headers[i].kind, static_cast<uint16_t>(s.kinds[i]));
+    EXPECT_EQ(headers[i].payload_crc32c, 0u) << "the sink computes it";
+  }
+}
+
+TEST(SnapshotWriter, ChunkSinkErrorIsStickyAndNamesTheChunk) {
+  int calls = 0;
+  SnapshotWriter w([&](const ChunkHeader&, std::span<const std::span<const uint8_t>>) {
+    return ++calls == 2 ? unavailable("window closed") : Status::ok_status();
+  });
+  ASSERT_TRUE(w.write_manifest(sample_manifest()).ok());
+  expect_error(w.write_sequence_state(sample_sequence("seq-a", 7)), StatusCode::kUnavailable,
+               "snapshot sink, chunk 1: window closed");
+  expect_error(w.write_end(), StatusCode::kUnavailable, "window closed");
+  EXPECT_EQ(calls, 2);
 }
 
 TEST(SnapshotWriter, SinkErrorIsStickyAndNamesTheChunk) {

@@ -151,26 +151,32 @@ TEST_P(TransportTest, CorruptPayloadIsResentAndTheStreamCompletesExact) {
   const BigStream stream = make_big_stream(2, 64);
   const auto reference = decode_reference(stream.bytes());
   ASSERT_EQ(reference[4].kind, ChunkKind::kKvBlocks);
-  SenderOptions options;
-  options.fault.flip_byte_at = chunk_offset(reference, 4) + kChunkHeaderBytes + 1000;
-  Connected c = connect(options);
-  ASSERT_TRUE(c.sender && c.receiver);
+  // Near the payload's start (the receiver copies it from its read buffer) and deep inside it
+  // (received in place, into the decoder's buffer).
+  for (const uint64_t into_payload : {uint64_t{1000}, uint64_t{900} << 10}) {
+    SCOPED_TRACE("flipped payload byte " + std::to_string(into_payload));
+    ASSERT_LT(into_payload, reference[4].payload.size());
+    SenderOptions options;
+    options.fault.flip_byte_at = chunk_offset(reference, 4) + kChunkHeaderBytes + into_payload;
+    Connected c = connect(options);
+    ASSERT_TRUE(c.sender && c.receiver);
 
-  Received got;
-  std::jthread target([&] { got = receive_all(*c.receiver); });
-  ASSERT_TRUE(send_stream(*c.sender, stream).ok());
-  const Status flushed = c.sender->flush(10s);
-  target.join();
+    Received got;
+    std::jthread target([&] { got = receive_all(*c.receiver); });
+    ASSERT_TRUE(send_stream(*c.sender, stream).ok());
+    const Status flushed = c.sender->flush(10s);
+    target.join();
 
-  ASSERT_TRUE(flushed.ok()) << flushed.to_string();
-  ASSERT_TRUE(got.status.ok()) << got.status.to_string();
-  expect_same_chunks(got.chunks, reference);
-  const SenderStats s = c.sender->stats();
-  EXPECT_EQ(s.resend_requests, 1u);
-  EXPECT_GE(s.chunks_resent, 1u);  // chunk 4 and whatever was in flight behind it
-  EXPECT_GE(s.bytes_resent, reference[4].payload.size() + kChunkHeaderBytes);
-  EXPECT_EQ(s.bytes_sent, s.bytes_written + s.bytes_resent);
-  EXPECT_EQ(c.receiver->stats().resend_requests, 1u);
+    ASSERT_TRUE(flushed.ok()) << flushed.to_string();
+    ASSERT_TRUE(got.status.ok()) << got.status.to_string();
+    expect_same_chunks(got.chunks, reference);
+    const SenderStats s = c.sender->stats();
+    EXPECT_EQ(s.resend_requests, 1u);
+    EXPECT_GE(s.chunks_resent, 1u);  // chunk 4 and whatever was in flight behind it
+    EXPECT_GE(s.bytes_resent, reference[4].payload.size() + kChunkHeaderBytes);
+    EXPECT_EQ(s.bytes_sent, s.bytes_written + s.bytes_resent);
+    EXPECT_EQ(c.receiver->stats().resend_requests, 1u);
+  }
 }
 
 TEST_P(TransportTest, CorruptLastChunkIsTheOneChunkResent) {
@@ -452,6 +458,37 @@ TEST_P(TransportTest, BytesThatAreNotChunksAreRefusedByTheSender) {
       d.sender->write(reinterpret_cast<const uint8_t*>(bytes.data()) + chunk1, bytes.size() - chunk1, 1s);
   EXPECT_EQ(skipped.code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(contains(skipped.message(), "sequence number 1, expected 0")) << skipped.message();
+}
+
+TEST_P(TransportTest, WholeChunkWritesThatDoNotFitAreRefusedAndBreakNothing) {
+  const std::string bytes = testing::sample_stream().bytes;
+  const auto reference = decode_reference(bytes);
+  Connected c = connect();
+  ASSERT_TRUE(c.sender && c.receiver);
+  const std::vector<uint8_t> payload(100, 7);
+  const std::span<const uint8_t> pieces[] = {payload};
+  ChunkHeader h;
+  h.kind = static_cast<uint16_t>(ChunkKind::kManifest);
+  h.sequence = 1;  // chunk 0 is next
+  h.payload_bytes = 100;
+  Status st = c.sender->write_chunk(h, pieces, 1s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(contains(st.message(), "chunk 1: expected chunk 0")) << st.message();
+  h.sequence = 0;
+  h.payload_bytes = 99;
+  st = c.sender->write_chunk(h, pieces, 1s);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(contains(st.message(), "the header says 99 payload bytes, the pieces hold 100")) << st.message();
+  // Inside a chunk written by bytes, a whole chunk cannot start.
+  ASSERT_TRUE(c.sender->write(reinterpret_cast<const uint8_t*>(bytes.data()), 40, 1s).ok());
+  h.payload_bytes = 100;
+  EXPECT_EQ(c.sender->write_chunk(h, pieces, 1s).code(), StatusCode::kFailedPrecondition);
+  // None of it broke the transfer: the rest of the stream goes through.
+  ASSERT_TRUE(c.sender->write(reinterpret_cast<const uint8_t*>(bytes.data()) + 40, bytes.size() - 40, 5s).ok());
+  const Received got = receive_all(*c.receiver, 5s);
+  ASSERT_TRUE(got.status.ok()) << got.status.to_string();
+  expect_same_chunks(got.chunks, reference);
+  EXPECT_EQ(c.sender->stats().bytes_written, bytes.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::Values(Kind::kTcp, Kind::kShm, Kind::kLoopback),
