@@ -90,6 +90,13 @@ for r in rows:
               "{:.2f} GB/s in the same run: {:.0f}% (target: >= 80%).".format(
                   r["bytes"] / 2**20, r["transport_bytes_per_s"] / 1e9, r["raw_tcp_bytes_per_s"] / 1e9,
                   100 * r["transport_over_raw"]))
+        if "copy_crc_tcp_bytes_per_s" in r:
+            print()
+            print("The same raw TCP with only a copy into a rotating buffer before each send and a CRC32C of what "
+                  "is read (the least a checksummed transport that can resend adds): {:.2f} GB/s, {:.0f}% of raw; "
+                  "the transport reaches {:.0f}% of that.".format(
+                      r["copy_crc_tcp_bytes_per_s"] / 1e9, 100 * r["copy_crc_over_raw"],
+                      100 * r["transport_over_copy_crc"]))
 PY
   echo
   if [ -f "$png" ]; then echo "![downtime against context length](migration-downtime.png)"; fi

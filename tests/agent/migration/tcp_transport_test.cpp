@@ -201,6 +201,12 @@ TEST(LinkProbe, MeasuresRawLoopbackThroughput) {
   EXPECT_GT(*bytes_per_s, 0.0);
   std::printf("[ link probe ] raw TCP over 127.0.0.1, 256 MiB: %.0f MB/s\n", *bytes_per_s / 1e6);
   EXPECT_EQ(measure_tcp_loopback_bytes_per_s(0).status().code(), StatusCode::kInvalidArgument);
+  LinkProbeOptions copy_and_crc;
+  copy_and_crc.copy_and_checksum = true;
+  // An odd size: the last block is short.
+  auto floor = measure_tcp_loopback_bytes_per_s((64u << 20) + 12345, copy_and_crc);
+  ASSERT_TRUE(floor.ok()) << floor.status().to_string();
+  EXPECT_GT(*floor, 0.0);
 }
 
 }  // namespace
