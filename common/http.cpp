@@ -20,6 +20,24 @@ pplx::task<void> reply_json(const http_request& request, status_code status, con
   }
 }
 
+StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url, std::function<void(http_request)> handle,
+                                                  std::function<void(http_request, const std::string&)> on_exception) {
+  try {
+    auto listener = std::make_unique<Listener>(url);
+    listener->support([handle = std::move(handle), on_exception = std::move(on_exception)](http_request req) {
+      try {
+        handle(req);
+      } catch (const std::exception& ex) {
+        on_exception(req, ex.what());
+      }
+    });
+    listener->open().wait();
+    return listener;
+  } catch (const std::exception& ex) {
+    return unavailable("cannot listen on " + url + ": " + ex.what());
+  }
+}
+
 std::string bearer_token(const http_request& request) {
   auto it = request.headers().find(web::http::header_names::authorization);
   if (it == request.headers().end()) return "";

@@ -5,6 +5,8 @@
 #include <cpprest/http_listener.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "common/status.h"
@@ -23,6 +25,14 @@ std::string bearer_token(const http_request& request);
 
 // Equality whose time depends only on the lengths, not on where the strings differ.
 bool constant_time_equals(const std::string& a, const std::string& b);
+
+using Listener = web::http::experimental::listener::http_listener;
+
+// Opens a listener on url that hands every request to handle(); an exception escaping handle()
+// goes to on_exception(request, what) instead (which replies 500 in the server's own error
+// shape). kUnavailable when the address cannot be listened on.
+StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url, std::function<void(http_request)> handle,
+                                                  std::function<void(http_request, const std::string&)> on_exception);
 
 // A free TCP port on 127.0.0.1 (bound and released; for tests and defaults).
 StatusOr<int> pick_free_port();

@@ -476,25 +476,22 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   });
 
   std::string url = "http://" + options.host + ":" + std::to_string(options.port);
-  try {
-    impl->listener = std::make_unique<web::http::experimental::listener::http_listener>(url);
-    impl->listener->support([weak](http_request req) {
-      auto self = weak.lock();
-      if (!self) return;
-      try {
-        self->handle(req);
-      } catch (const std::exception& ex) {
+  auto listener = http::open_listener(
+      url,
+      [weak](http_request req) {
+        if (auto self = weak.lock()) self->handle(req);
+      },
+      [weak](http_request req, const std::string& what) {
+        auto self = weak.lock();
+        if (!self) return;
         ApiError e;
         e.http_status = 500;
         e.type = "server_error";
-        e.message = std::string("internal error: ") + ex.what();
+        e.message = "internal error: " + what;
         self->reply_error(req, "other", e);
-      }
-    });
-    impl->listener->open().wait();
-  } catch (const std::exception& ex) {
-    return unavailable("cannot listen on " + url + ": " + ex.what());
-  }
+      });
+  if (!listener.ok()) return listener.status();
+  impl->listener = std::move(listener).value();
   impl->heartbeat_thread = std::thread([impl_raw = impl.get()] { impl_raw->heartbeat_loop(); });
   log_info("serving model '" + impl->options.model_name + "' on " + url);
   return std::unique_ptr<AgentServer>(new AgentServer(std::move(impl)));
