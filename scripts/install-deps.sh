@@ -13,6 +13,9 @@ packages=(
   gnuplot-nox  # make bench: the migration downtime plot
 )
 
+# kubectl drives the dev cluster in the tests; Debian's kubernetes-client when none is on PATH.
+if ! command -v kubectl >/dev/null 2>&1; then packages+=(kubernetes-client); fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -99,6 +99,9 @@ StatusOr<LocalProcess> LocalProcess::start(const std::vector<std::string>& argv,
     if (null_fd >= 0) ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    // Nothing else of the parent's (its sockets, its pipes) goes to the container.
+    if (::close_range(3, ~0u, 0) != 0)
+      for (int fd = 3; fd < 4096; ++fd) ::close(fd);
     if (!working_dir.empty() && ::chdir(working_dir.c_str()) != 0) ::_exit(127);
     ::execve(program.c_str(), args.data(), envp.data());
     ::_exit(127);

@@ -30,7 +30,8 @@ struct ProcessExit {
 class LocalProcess {
  public:
   // argv[0] is looked up on PATH. The child gets exactly `env` (plus PATH and HOME from this
-  // process when env lacks them), its stdin from /dev/null, stdout and stderr appended to log_path.
+  // process when env lacks them), its stdin from /dev/null, stdout and stderr appended to log_path,
+  // and no other descriptor of this process.
   static StatusOr<LocalProcess> start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                                       const std::string& log_path, const std::string& working_dir = "");
   LocalProcess(LocalProcess&& other) noexcept;
