@@ -480,8 +480,15 @@ void ApiServer::Impl::handle_watch(http_request req, const ResourceType& t, cons
     conn->close();
   } else {
     conn->store_watch = *id;
+    // stop() sets `stopping` before it takes the open watches under this lock: a watch that
+    // opens while the server stops ends here at once (the listener's close waits for every reply).
     std::lock_guard lock(watches_mu);
-    watches[conn.get()] = conn;
+    if (stopping) {
+      store.unwatch(conn->store_watch);
+      conn->close();
+    } else {
+      watches[conn.get()] = conn;
+    }
   }
   std::weak_ptr<Impl> weak = weak_from_this();
   req.reply(r).then([weak, conn](pplx::task<void> t2) {
