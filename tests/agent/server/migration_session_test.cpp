@@ -133,6 +133,14 @@ struct Cluster {
     return sinks[0]->count() >= n;
   }
 
+  bool wait_all_tokens(size_t n) {
+    for (auto& sink : sinks)
+      for (int i = 0; i < 30000 && sink->count() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (auto& sink : sinks)
+      if (sink->count() < n) return false;
+    return true;
+  }
+
   void wait_done() {
     for (int i = 0; i < 4000 && (a->open_requests() > 0 || b->open_requests() > 0); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -224,12 +232,22 @@ TEST(MigrationSession, AutoWeighsTheLinkAgainstPrefill) {
 }
 
 TEST(MigrationSession, SequencesTheTargetHasNoRoomForAreRecomputedExactly) {
-  // B's pool holds 12 blocks of 8 positions (each prompt and its 60 tokens fit that context),
-  // fewer than the four sequences' caches: staging runs out of room, and a sequence whose blocks
-  // do not fit (as they arrive, or its tail at the switch) is recomputed once others free theirs.
-  // How many fit depends on timing; that none is imported with missing KV does not.
-  Cluster c(4, 60, 64, kernels::DType::kF32, /*target_kv_blocks=*/12);
-  ASSERT_TRUE(c.wait_tokens(6));
+  // B's pool holds 12 blocks of 8 positions (each prompt and its 80 tokens fit that context).
+  // The migration starts once every sequence has 24 tokens, when the four caches already need
+  // more than 12 blocks, so at least one sequence cannot be imported with its KV however fast
+  // the transfer is: it is recomputed once others free theirs. Which ones depends on timing;
+  // that none is imported with missing KV does not.
+  constexpr int64_t kTargetBlocks = 12, kBlockSize = 8;
+  constexpr size_t kStartTokens = 24;
+  Cluster c(4, 80, 64, kernels::DType::kF32, kTargetBlocks);
+  int64_t blocks_at_start = 0;
+  for (const auto& r : c.requests) {
+    const auto positions = static_cast<int64_t>(r.prompt.size() + kStartTokens);
+    ASSERT_LE(static_cast<int64_t>(r.prompt.size()) + 80, kTargetBlocks * kBlockSize) << r.id;
+    blocks_at_start += (positions + kBlockSize - 1) / kBlockSize;
+  }
+  ASSERT_GT(blocks_at_start, kTargetBlocks);
+  ASSERT_TRUE(c.wait_all_tokens(kStartTokens));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_GE(tgt.recomputed, 1);
