@@ -1,9 +1,9 @@
 #include "agent/engine/engine.h"
 
-#include <chrono>
-
 #include <algorithm>
+#include <chrono>
 #include <random>
+#include <thread>
 
 namespace hotswap::engine {
 
@@ -21,6 +21,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
   if (options.block_size <= 0) return invalid_argument("block_size must be positive");
   if (options.max_batched_tokens <= 0) return invalid_argument("max_batched_tokens must be positive");
   if (options.max_num_seqs <= 0) return invalid_argument("max_num_seqs must be positive");
+  if (!(options.speed > 0 && options.speed <= 1))
+    return invalid_argument("speed must be in (0, 1], got " + std::to_string(options.speed));
   std::unique_ptr<Engine> e(new Engine());
   e->options_ = options;
   const ModelConfig& c = model->config();
@@ -228,6 +230,17 @@ StatusOr<std::vector<TokenEvent>> Engine::step() {
   }
   const auto forward_start = std::chrono::steady_clock::now();
   HOTSWAP_RETURN_IF_ERROR(executor_->forward(b, &logits_));
+  const auto forward_end = std::chrono::steady_clock::now();
+  const double forward_seconds = std::chrono::duration<double>(forward_end - forward_start).count();
+  stats_.forward_seconds_total += forward_seconds;
+  if (options_.speed < 1) {
+    // A slower card: the pass takes 1/speed of its time. sleep_until never returns early, so
+    // the step takes at least that long.
+    const auto pause = std::chrono::duration<double>(forward_seconds * (1 / options_.speed - 1));
+    std::this_thread::sleep_until(forward_end + std::chrono::duration_cast<std::chrono::steady_clock::duration>(pause));
+    stats_.throttle_seconds_total +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_end).count();
+  }
   if (static_cast<int64_t>(b.tokens.size()) >= kPrefillRateMinTokens) {
     prefill_rate_tokens_ += static_cast<int64_t>(b.tokens.size());
     prefill_rate_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count();

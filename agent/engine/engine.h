@@ -67,6 +67,10 @@ struct EngineOptions {
   int max_batched_tokens = 512;   // token budget per step
   int max_num_seqs = 64;          // sequences per step
   int max_model_len = 0;          // 0: config.json's max_position_embeddings (capped by the cache)
+  // (0, 1]: run as a card this fraction as fast as the hardware: each forward pass is followed
+  // by a pause that stretches it to 1/speed of its time. The dev cluster's slower simulated GPU
+  // classes use it on the CPU backend; what the engine measures (prefill rate) includes it.
+  double speed = 1.0;
 };
 
 // One sequence as the control API shows it.
@@ -97,6 +101,8 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0;     // prefill tokens computed (recomputes included)
   int64_t generated_tokens_total = 0;
   int64_t steps_total = 0;
+  double forward_seconds_total = 0;   // in forward passes
+  double throttle_seconds_total = 0;  // in the pauses that EngineOptions::speed < 1 adds
   int64_t last_step_tokens = 0, last_step_sequences = 0;  // the most recent batch
   // Tokens per second of the forward passes over at least kPrefillRateMinTokens tokens (mostly
   // prefill): what recomputing a migrated sequence costs here. 0 before any such step.

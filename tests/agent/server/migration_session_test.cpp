@@ -52,15 +52,17 @@ struct Cluster {
   std::map<std::string, std::shared_ptr<RequestSink>> handoff;
 
   Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32,
-          int64_t target_kv_blocks = 2048) {
+          int64_t target_kv_blocks = 2048, double source_speed = 1.0) {
     model = engine::Model::load(engine::testing::tiny_model()).value();
     engine::EngineOptions o;
     o.threads = 1;
     o.kv_blocks = 2048;
     o.block_size = 8;
     o.max_num_seqs = max_num_seqs;
+    o.speed = source_speed;
     a = std::make_unique<EngineService>(engine::Engine::create(model, o).value(), EngineServiceOptions{});
     o.max_num_seqs = 64;
+    o.speed = 1.0;
     o.kv_dtype = target_kv_dtype;
     o.kv_blocks = target_kv_blocks;
     b = std::make_unique<EngineService>(engine::Engine::create(model, o).value(), EngineServiceOptions{});
@@ -236,10 +238,11 @@ TEST(MigrationSession, SequencesTheTargetHasNoRoomForAreRecomputedExactly) {
   // The migration starts once every sequence has 24 tokens, when the four caches already need
   // more than 12 blocks, so at least one sequence cannot be imported with its KV however fast
   // the transfer is: it is recomputed once others free theirs. Which ones depends on timing;
-  // that none is imported with missing KV does not.
+  // that none is imported with missing KV does not. A runs at 1/20 of its speed, so that its
+  // sequences (56 tokens from their end) are still running at the switch on a loaded machine.
   constexpr int64_t kTargetBlocks = 12, kBlockSize = 8;
   constexpr size_t kStartTokens = 24;
-  Cluster c(4, 80, 64, kernels::DType::kF32, kTargetBlocks);
+  Cluster c(4, 80, 64, kernels::DType::kF32, kTargetBlocks, /*source_speed=*/0.05);
   int64_t blocks_at_start = 0;
   for (const auto& r : c.requests) {
     const auto positions = static_cast<int64_t>(r.prompt.size() + kStartTokens);
@@ -250,7 +253,8 @@ TEST(MigrationSession, SequencesTheTargetHasNoRoomForAreRecomputedExactly) {
   ASSERT_TRUE(c.wait_all_tokens(kStartTokens));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);
   ASSERT_EQ(src.result, "switched") << src.error;
-  EXPECT_GE(tgt.recomputed, 1);
+  ASSERT_EQ(src.sequences, 4) << "sequences finished on A before the switch: " << src.to_json().dump();
+  EXPECT_GE(tgt.recomputed, 1) << src.to_json().dump() << "\n" << tgt.to_json().dump();
   c.wait_done();
   c.expect_exact();
 }
