@@ -25,7 +25,7 @@ echo "== $cmd_medium"
 $cmd_medium | tee -a "$results"
 http_results=$(mktemp)
 trap 'rm -f "$results" "$http_results"' EXIT
-cmd_http="$build/e2e/bench/hotswap-http-bench --model $models/small --streams 1,16,64 --max-tokens 64"
+cmd_http="$build/e2e/bench/hotswap-http-bench --model $models/small --streams 1,16,64 --max-tokens 256"
 echo "== $cmd_http"
 $cmd_http | tee "$http_results"
 
@@ -63,14 +63,16 @@ PY
   echo "## Through HTTP"
   echo
   echo "Tokens/s through \`hotswap-agent serve\` (in-process server, driven by hotswap-loadgen's runner,"
-  echo "N streams, N requests of 64 tokens, greedy, EOS ignored) against the engine alone serving"
+  echo "N streams, N requests of 256 tokens, greedy, EOS ignored) against the engine alone serving"
   echo "the same requests in the same run. TTFT and inter-token gaps are the loadgen's per-token"
-  echo "arrival times. Each figure is the median of 3 alternating runs of both."
+  echo "arrival times. Each figure is the median of 3 alternating runs of both. The last column is the"
+  echo "time both engines spent in forward passes (middle run): on a machine with few cores the HTTP"
+  echo "run's passes are slower, as the server's and the load generator's I/O threads share the cores."
   echo
   echo "    $cmd_http"
   echo
-  echo "| streams | engine-only tok/s | HTTP tok/s | HTTP / engine | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | inter-token p99 ms |"
-  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "| streams | engine-only tok/s | HTTP tok/s | HTTP / engine | TTFT p50 ms | TTFT p99 ms | inter-token p50 ms | inter-token p99 ms | forward s engine-only / HTTP |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   python3 - "$http_results" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
@@ -78,9 +80,10 @@ for line in open(sys.argv[1]):
     if not line.startswith("{"):
         continue
     r = json.loads(line)
-    print("| {} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} |".format(
+    print("| {} | {:.1f} | {:.1f} | {:.0f}% | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.2f} / {:.2f} |".format(
         r["streams"], r["engine_tokens_per_s"], r["http_tokens_per_s"], 100 * r["http_over_engine"],
-        r["ttft_ms_p50"], r["ttft_ms_p99"], r["inter_token_ms_p50"], r["inter_token_ms_p99"]))
+        r["ttft_ms_p50"], r["ttft_ms_p99"], r["inter_token_ms_p50"], r["inter_token_ms_p99"],
+        r["engine_forward_s"], r["http_forward_s"]))
 PY
   echo
   echo "Target (issue 3): HTTP throughput >= 90% of engine-only at 16 streams."

@@ -59,6 +59,7 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   std::atomic<int64_t> replies_in_flight{0};
   std::atomic<uint64_t> next_request{0};
   std::string id_prefix;
+  std::shared_ptr<SseWriter> sse_writer = std::make_shared<SseWriter>();  // every stream's buffer writes
   std::mutex streams_mu;
   // Streams by request id, live or recently finished, for resumption with Last-Event-ID.
   std::map<std::string, std::shared_ptr<SseStream>> streams;
@@ -297,7 +298,8 @@ std::shared_ptr<SseStream> AgentServer::Impl::new_stream(const std::string& requ
             done(false);
           }
         }
-      });
+      },
+      sse_writer);
   std::lock_guard<std::mutex> lk(streams_mu);
   streams[request_id] = sse;
   return sse;
@@ -509,6 +511,11 @@ std::string AgentServer::url() const {
 
 void AgentServer::drain() {
   impl_->service->drain();
+}
+
+StatusOr<engine::EngineStats> AgentServer::engine_stats() {
+  HOTSWAP_ASSIGN_OR_RETURN(ServiceStatus s, impl_->service->status());
+  return s.engine;
 }
 
 bool AgentServer::wait_idle(std::chrono::milliseconds timeout) {

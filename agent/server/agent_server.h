@@ -44,6 +44,8 @@ class AgentServer {
   bool wait_idle(std::chrono::milliseconds timeout);
   // Closes the listener and ends the engine; open requests fail.
   void stop();
+  // The engine's counters (taken on the engine thread).
+  StatusOr<engine::EngineStats> engine_stats();
 
   class Impl;
 

@@ -19,28 +19,86 @@ void ignore_outcome(pplx::task<T> t) {
 
 }  // namespace
 
-SseStream::SseStream(std::string request_id, int64_t next_event_id, size_t log_limit, ReplyFn reply)
+SseWriter::SseWriter() : thread_([this] { loop(); }) {}
+
+SseWriter::~SseWriter() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void SseWriter::write(const std::shared_ptr<SseBody>& body, const std::string& text) {
+  std::lock_guard<std::mutex> lk(body->mu);
+  body->pending += text;
+  enqueue_locked(body);
+}
+
+void SseWriter::close(const std::shared_ptr<SseBody>& body) {
+  std::lock_guard<std::mutex> lk(body->mu);
+  body->close = true;
+  enqueue_locked(body);
+}
+
+void SseWriter::enqueue_locked(const std::shared_ptr<SseBody>& body) {
+  if (body->queued) return;  // the text joins what already waits
+  body->queued = true;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    queue_.push_back(body);
+  }
+  cv_.notify_one();
+}
+
+void SseWriter::loop() {
+  for (;;) {
+    std::shared_ptr<SseBody> body;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything is written
+      body = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    auto data = std::make_shared<std::string>();
+    bool close = false;
+    {
+      std::lock_guard<std::mutex> lk(body->mu);
+      data->swap(body->pending);
+      close = body->close;
+      body->queued = false;
+    }
+    if (!data->empty()) {
+      body->buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(data->data()), data->size())
+          .then([data](pplx::task<size_t> t) {
+            try {
+              t.get();
+            } catch (...) {
+            }
+          });
+      // Without a sync the buffer holds data back until a whole read block (64 KiB) is there:
+      // each event must leave now.
+      ignore_outcome(body->buffer.sync());
+    }
+    if (close) ignore_outcome(body->buffer.close(std::ios_base::out));
+  }
+}
+
+SseStream::SseStream(std::string request_id, int64_t next_event_id, size_t log_limit, ReplyFn reply,
+                     std::shared_ptr<SseWriter> writer)
     : request_id_(std::move(request_id)),
       log_limit_(std::max<size_t>(1, log_limit)),
       reply_(std::move(reply)),
+      writer_(std::move(writer)),
       first_event_id_(next_event_id),
       next_event_id_(next_event_id),
       last_write_(Clock::now()) {}
 
 void SseStream::write_locked(const std::string& text) {
   last_write_ = Clock::now();
-  if (!consumer_) return;
-  auto data = std::make_shared<std::string>(text);
-  consumer_->buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(data->data()), data->size())
-      .then([data](pplx::task<size_t> t) {
-        try {
-          t.get();
-        } catch (...) {
-        }
-      });
-  // Without a sync the buffer holds data back until a whole read block (64 KiB) is there:
-  // each event must leave now.
-  ignore_outcome(consumer_->buffer.sync());
+  if (consumer_) writer_->write(consumer_, text);
 }
 
 void SseStream::trim_locked() {
@@ -51,7 +109,7 @@ void SseStream::trim_locked() {
 
 void SseStream::close_consumer_locked() {
   if (!consumer_) return;
-  ignore_outcome(consumer_->buffer.close(std::ios_base::out));
+  writer_->close(consumer_);
   consumer_.reset();
 }
 
@@ -95,7 +153,7 @@ Status SseStream::attach(const web::http::http_request& request, int64_t last_ev
                             "; Last-Event-ID " + std::to_string(last_event_id) + " is beyond them");
   // The old consumer (if any) ends here; its reply completing is not a client going away.
   close_consumer_locked();
-  consumer_ = std::make_unique<Consumer>();
+  consumer_ = std::make_shared<SseBody>();
   consumer_->generation = ++consumer_generation_;
   web::http::http_response response(web::http::status_codes::OK);
   response.headers().set_content_type("text/event-stream");

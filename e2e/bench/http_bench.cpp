@@ -24,8 +24,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-StatusOr<double> engine_only_tokens_per_s(const std::shared_ptr<const engine::Model>& model,
-                                          const engine::EngineOptions& options, const loadgen::LoadgenConfig& lc) {
+// One run's throughput, and where the engine's time went: its steps and their forward passes.
+struct RunFigures {
+  double tokens_per_s = 0;
+  engine::EngineStats engine;
+};
+
+StatusOr<RunFigures> engine_only_run(const std::shared_ptr<const engine::Model>& model,
+                                     const engine::EngineOptions& options, const loadgen::LoadgenConfig& lc) {
   HOTSWAP_ASSIGN_OR_RETURN(auto eng, engine::Engine::create(model, options));
   for (int64_t i = 0; i < lc.requests; ++i) {
     engine::GenerationRequest r;
@@ -44,11 +50,12 @@ StatusOr<double> engine_only_tokens_per_s(const std::shared_ptr<const engine::Mo
     for (const auto& ev : events)
       if (ev.token >= 0) ++tokens;
   }
-  return tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+  return RunFigures{tokens / std::chrono::duration<double>(Clock::now() - t0).count(), eng->stats()};
 }
 
 struct HttpResult {
   loadgen::LoadSummary summary;
+  engine::EngineStats engine;
 };
 
 StatusOr<HttpResult> http_run(const std::shared_ptr<const engine::Model>& model, const engine::EngineOptions& options,
@@ -61,8 +68,9 @@ StatusOr<HttpResult> http_run(const std::shared_ptr<const engine::Model>& model,
   lc.url = server->url();
   lc.model = "bench";
   HOTSWAP_ASSIGN_OR_RETURN(loadgen::LoadRun run, loadgen::run_load(lc));
-  HttpResult r{loadgen::summarize_run(run)};
+  HttpResult r{loadgen::summarize_run(run), {}};
   if (r.summary.failed > 0) return internal_error(std::to_string(r.summary.failed) + " HTTP requests failed");
+  HOTSWAP_ASSIGN_OR_RETURN(r.engine, server->engine_stats());
   server->stop();
   return r;
 }
@@ -113,14 +121,18 @@ int run(int argc, char** argv) {
     // machine one run can be off by 20%.
     std::vector<double> engine_runs, http_runs;
     std::optional<HttpResult> http;
+    std::optional<RunFigures> engine_run;
     for (int rep = 0; rep < *reps; ++rep) {
-      auto engine_tps = engine_only_tokens_per_s(*model, eo, lc);
-      if (!engine_tps.ok()) return fail(engine_tps.status());
+      auto e = engine_only_run(*model, eo, lc);
+      if (!e.ok()) return fail(e.status());
       auto h = http_run(*model, eo, lc);
       if (!h.ok()) return fail(h.status());
-      engine_runs.push_back(*engine_tps);
+      engine_runs.push_back(e->tokens_per_s);
       http_runs.push_back(h->summary.tokens_per_s);
-      if (rep == *reps / 2 || !http) http = *h;
+      if (rep == *reps / 2 || !http) {
+        http = *h;
+        engine_run = *e;
+      }
     }
     std::sort(engine_runs.begin(), engine_runs.end());
     std::sort(http_runs.begin(), http_runs.end());
@@ -138,7 +150,12 @@ int run(int argc, char** argv) {
                         {"ttft_ms_p50", s.ttft_ms.p50},
                         {"ttft_ms_p99", s.ttft_ms.p99},
                         {"inter_token_ms_p50", s.inter_token_ms.p50},
-                        {"inter_token_ms_p99", s.inter_token_ms.p99}};
+                        {"inter_token_ms_p99", s.inter_token_ms.p99},
+                        // The middle repetition's engine steps and seconds in forward passes.
+                        {"engine_steps", engine_run->engine.steps_total},
+                        {"http_steps", http->engine.steps_total},
+                        {"engine_forward_s", engine_run->engine.forward_seconds_total},
+                        {"http_forward_s", http->engine.forward_seconds_total}};
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   }
