@@ -3,7 +3,9 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/engine_flags.h"
@@ -13,11 +15,52 @@
 
 namespace hotswap::agent {
 
+namespace {
+
+struct Speed {
+  double factor = 1, reference = 1;
+};
+
+// A positive number from --flag, else from the environment variable, else `fallback`; errors
+// name where the bad value came from.
+StatusOr<double> speed_value(const FlagSet& flags, const std::string& flag, const char* env, double fallback) {
+  std::string text, origin;
+  if (flags.has(flag)) {
+    text = flags.get(flag);
+    origin = "--" + flag;
+  } else if (const char* v = std::getenv(env); v != nullptr && *v != '\0') {
+    text = v;
+    origin = std::string("$") + env;
+  } else {
+    return fallback;
+  }
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !std::isfinite(value) || value <= 0)
+    return invalid_argument(origin + " = '" + text + "' is not a positive number");
+  return value;
+}
+
+// The card this agent runs as. The dev cluster's kubelet sets HOTSWAP_GPU_SPEED_FACTOR to the
+// node's class speed and HOTSWAP_GPU_SPEED_REFERENCE to the fastest class's, so the fastest
+// card runs the CPU backend at full speed and a card half as fast at half of it.
+StatusOr<Speed> speed_from_flags(const FlagSet& flags) {
+  Speed s;
+  HOTSWAP_ASSIGN_OR_RETURN(s.factor, speed_value(flags, "speed-factor", "HOTSWAP_GPU_SPEED_FACTOR", 1.0));
+  HOTSWAP_ASSIGN_OR_RETURN(s.reference, speed_value(flags, "speed-reference", "HOTSWAP_GPU_SPEED_REFERENCE", s.factor));
+  if (s.factor > s.reference)
+    return invalid_argument("speed factor " + std::to_string(s.factor) + " is above the reference " +
+                            std::to_string(s.reference) + ": the CPU backend cannot run faster than itself");
+  return s;
+}
+
+}  // namespace
+
 int run_serve(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-agent serve --model DIR [--host 127.0.0.1] [--port P] [--device cpu|cuda]\n"
       "                           [--control-token-file F] [--max-batch-tokens N] [--kv-blocks N] [--max-queue N]\n"
-      "                           [--grace-seconds S]");
+      "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]");
   flags.add("model", "DIR", "Hugging Face model directory");
   flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
@@ -26,6 +69,11 @@ int run_serve(int argc, char** argv) {
   flags.add("control-token-file", "F", "file holding the control API's bearer token (>= 16 chars)");
   flags.add("max-queue", "N", "requests that may wait beyond a full batch before 429 (default 256)");
   flags.add("grace-seconds", "S", "on SIGTERM, how long open streams may take to finish (default 30)");
+  flags.add("speed-factor", "F",
+            "this card's speed against the reference card (default $HOTSWAP_GPU_SPEED_FACTOR, else 1); "
+            "the CPU backend runs at F/R of its speed");
+  flags.add("speed-reference", "R",
+            "the speed factor that runs the CPU backend at full speed (default $HOTSWAP_GPU_SPEED_REFERENCE, else F)");
   add_engine_flags(&flags);
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st, int code) {
@@ -44,9 +92,13 @@ int run_serve(int argc, char** argv) {
   if (device != "cpu") return fail(invalid_argument("--device must be cpu or cuda, got '" + device + "'"), 2);
   auto options = engine_options_from_flags(flags);
   if (!options.ok()) return fail(options.status(), 2);
+  auto speed = speed_from_flags(flags);
+  if (!speed.ok()) return fail(speed.status(), 2);
+  options->speed = speed->factor / speed->reference;
   AgentServerOptions so;
   so.host = flags.get("host", "127.0.0.1");
   so.model_name = flags.get("model-name", "");
+  so.speed_factor = speed->factor;
   auto port = flags.get_int("port", 8000);
   auto max_queue = flags.get_int("max-queue", 256);
   auto grace = flags.get_int("grace-seconds", 30);
@@ -78,6 +130,9 @@ int run_serve(int argc, char** argv) {
   if (!eng.ok()) return fail(eng.status(), 1);
   auto server = AgentServer::start(*model, std::move(*eng), so);
   if (!server.ok()) return fail(server.status(), 1);
+  if (speed->factor != speed->reference)
+    log_info("speed factor " + std::to_string(speed->factor) + " of " + std::to_string(speed->reference) +
+             ": the CPU backend runs at " + std::to_string(options->speed) + " of its speed");
   std::fprintf(stderr, "listening on %s\n", (*server)->url().c_str());
   std::fflush(stderr);
 

@@ -160,6 +160,7 @@ class Engine {
   const Model& model() const { return *model_; }
   int max_model_len() const { return max_model_len_; }
   int max_num_seqs() const { return options_.max_num_seqs; }
+  const EngineOptions& options() const { return options_; }
 
  private:
   struct Sequence {

@@ -158,7 +158,8 @@ void AgentServer::Impl::handle(http_request req) {
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
   if (path == "/healthz") {
-    json body = {{"status", "ok"}, {"device", "cpu"}, {"model", options.model_name}};
+    json body = {{"status", "ok"}, {"device", "cpu"}, {"model", options.model_name},
+                 {"speed_factor", options.speed_factor}};
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
   if (path == "/readyz") {
@@ -267,6 +268,13 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
                    {"used", st->engine.kv_blocks_used},
                    {"free", st->engine.kv_blocks_total - st->engine.kv_blocks_used}}},
                  {"sequences", seqs},
+                 // Where the engine's time went; speed < 1: a slower card on the CPU backend.
+                 {"engine",
+                  {{"speed", service->engine().options().speed},
+                   {"steps_total", st->engine.steps_total},
+                   {"forward_seconds_total", st->engine.forward_seconds_total},
+                   {"throttle_seconds_total", st->engine.throttle_seconds_total},
+                   {"prefill_tokens_per_s", st->engine.prefill_tokens_per_s}}},
                  {"node_id", migration::local_node_id()}};  // `migrate --transport auto` compares it
     metrics.count_request("control", 200);
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
@@ -434,6 +442,7 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   auto impl = std::make_shared<Impl>();
   impl->options = options;
   if (impl->options.model_name.empty()) impl->options.model_name = fs::path(model->dir()).filename().string();
+  impl->metrics.set_speed_factor(options.speed_factor);
   impl->max_model_len = engine->max_model_len();
   // The chat template decides how chats become prompts (see openai_protocol.h).
   fs::path tc = fs::path(model->dir()) / "tokenizer_config.json";

@@ -25,6 +25,7 @@ struct AgentServerOptions {
   std::string model_name;     // the id clients name in "model"; default: the model directory's name
   std::string control_token;  // empty: the control API refuses every call
   int max_queue = 256;
+  double speed_factor = 1.0;  // the card's speed against the reference (reported in /healthz, metrics)
   std::chrono::milliseconds heartbeat{1000};
   size_t resume_log_events = 1024;      // recent events per stream kept for Last-Event-ID
   std::chrono::seconds resume_ttl{60};  // how long a finished stream can still be resumed

@@ -52,6 +52,12 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                           .Help("Sequences in the most recent engine step")
                           .Register(r)
                           .Add({});
+  speed_factor_ = &BuildGauge()
+                       .Name("hotswap_gpu_speed_factor")
+                       .Help("This card's speed relative to the reference card (1 unless the node says otherwise)")
+                       .Register(r)
+                       .Add({});
+  speed_factor_->Set(1);
   migrations_ = &BuildCounter()
                      .Name("hotswap_migrations_total")
                      .Help("Migrations ended on this agent, by role and result")

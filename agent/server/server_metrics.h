@@ -34,6 +34,8 @@ class ServerMetrics {
     double switch_seconds = -1;
   };
   void observe_migration(const MigrationOutcome& m);
+  // The card's speed relative to the reference card (the node's hotswap.io/gpu-speed-factor).
+  void set_speed_factor(double f) { speed_factor_->Set(f); }
   // From the engine thread after each step.
   void observe_engine(const engine::EngineStats& s, int64_t open_requests);
 
@@ -55,6 +57,7 @@ class ServerMetrics {
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_free_;
   prometheus::Gauge* batch_sequences_;
+  prometheus::Gauge* speed_factor_;
   prometheus::Family<prometheus::Counter>* migrations_;
   prometheus::Family<prometheus::Counter>* migration_bytes_;
   prometheus::Counter* precopy_rounds_;

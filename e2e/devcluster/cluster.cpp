@@ -1,5 +1,6 @@
 #include "e2e/devcluster/cluster.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 
@@ -89,6 +90,9 @@ StatusOr<std::unique_ptr<DevCluster>> DevCluster::start(DevClusterOptions option
     return st.with_context(what);
   };
   auto ips = std::make_shared<PodIpAllocator>();
+  // The fastest class runs the CPU backend at full speed; the others slower, in proportion.
+  double fastest = 0;
+  for (const GpuClass& g : options.gpu_classes) fastest = std::max(fastest, g.speed_factor);
   for (int i = 1; i <= options.nodes; ++i) {
     const GpuClass& gpu = options.gpu_classes[static_cast<size_t>(i - 1) % options.gpu_classes.size()];
     KubeletOptions ko;
@@ -101,7 +105,8 @@ StatusOr<std::unique_ptr<DevCluster>> DevCluster::start(DevClusterOptions option
                  {"nvidia.com/gpu.count", std::to_string(options.gpus_per_node)},
                  {"hotswap.io/gpu-speed-factor", speed_text(gpu.speed_factor)}};
     ko.capacity = {{"nvidia.com/gpu", std::to_string(options.gpus_per_node)}};
-    ko.container_env = {{"HOTSWAP_GPU_SPEED_FACTOR", speed_text(gpu.speed_factor)}};
+    ko.container_env = {{"HOTSWAP_GPU_SPEED_FACTOR", speed_text(gpu.speed_factor)},
+                        {"HOTSWAP_GPU_SPEED_REFERENCE", speed_text(fastest)}};
     auto kubelet = std::make_unique<Kubelet>(*impl->client, ko);
     if (Status st = kubelet->start(); !st.ok()) return fail(st, "kubelet of " + ko.node_name);
     impl->kubelets.push_back(std::move(kubelet));

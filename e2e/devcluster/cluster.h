@@ -7,7 +7,9 @@
 // Nodes are named node-1..node-N on 127.0.1.1..N (Pods get 127.0.1.10 and up), labelled like
 // GPU nodes: nvidia.com/gpu.product=<class>, nvidia.com/gpu.count, capacity nvidia.com/gpu, and
 // hotswap.io/gpu-speed-factor, which the kubelet hands to every container as
-// HOTSWAP_GPU_SPEED_FACTOR so that an agent on the CPU backend can run as a slower or faster card.
+// HOTSWAP_GPU_SPEED_FACTOR, with the fastest class's factor as HOTSWAP_GPU_SPEED_REFERENCE: an
+// agent on the CPU backend runs at factor/reference of its speed, so the fastest card runs at
+// full speed and the others slower in proportion.
 //
 // Threads: start() and stop() from one owner thread; each component has its own.
 #pragma once

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/agent/server/server_test_util.h"
@@ -21,16 +22,26 @@ using testing::http_call;
 struct AgentProcess {
   pid_t pid = -1;
   int port = 0;
-  explicit AgentProcess(const std::string& model) {
+  // extra: more flags; env: variables set in the child; log: where its stderr goes (if set).
+  explicit AgentProcess(const std::string& model, std::vector<std::string> extra = {},
+                        std::vector<std::pair<std::string, std::string>> env = {}, const std::string& log = "") {
     port = http::pick_free_port().value();
     std::string token_file = engine::testing::temp_dir("serve-proc") + "/token";
     std::ofstream(token_file) << testing::kControlToken << "\n";
+    std::vector<std::string> args = {HOTSWAP_AGENT_BIN, "serve", "--model", model, "--model-name", "tiny",
+                                     "--port", std::to_string(port), "--threads", "2",
+                                     "--control-token-file", token_file, "--grace-seconds", "20"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid = fork();
     if (pid == 0) {
-      std::string port_s = std::to_string(port);
-      execl(HOTSWAP_AGENT_BIN, HOTSWAP_AGENT_BIN, "serve", "--model", model.c_str(), "--model-name", "tiny", "--port",
-            port_s.c_str(), "--threads", "2", "--control-token-file", token_file.c_str(), "--grace-seconds", "20",
-            static_cast<char*>(nullptr));
+      unsetenv("HOTSWAP_GPU_SPEED_FACTOR");
+      unsetenv("HOTSWAP_GPU_SPEED_REFERENCE");
+      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      if (!log.empty()) freopen(log.c_str(), "w", stderr);
+      execv(HOTSWAP_AGENT_BIN, argv.data());
       _exit(127);
     }
   }
@@ -93,6 +104,58 @@ TEST(ServeProcess, StreamedAndWholeResponsesMatchTheGenerateCommand) {
   auto streamed = http_call(agent.port, "POST", "/v1/completions", body.dump());
   ASSERT_EQ(streamed.status, 200);
   EXPECT_EQ(testing::stream_tokens(streamed.body), want);
+}
+
+TEST(ServeProcess, ASlowerCardStretchesEveryPassReportsItsSpeedAndChangesNoToken) {
+  // As the dev cluster starts it on a card a quarter as fast as the fastest class.
+  std::string model = engine::testing::tiny_model();
+  AgentProcess agent(model, {}, {{"HOTSWAP_GPU_SPEED_FACTOR", "0.5"}, {"HOTSWAP_GPU_SPEED_REFERENCE", "2"}});
+  ASSERT_TRUE(agent.wait_ready());
+  const std::string prompt = "A slower card";
+  auto want = generate_cli_tokens(model, prompt, 16, 0.0, 3);
+  json body = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0}, {"ignore_eos", true}};
+  auto whole = http_call(agent.port, "POST", "/v1/completions", body.dump());
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(json::parse(whole.body)["choices"][0]["token_ids"].get<std::vector<int32_t>>(), want);
+
+  auto health = http_call(agent.port, "GET", "/healthz");
+  ASSERT_EQ(health.status, 200);
+  EXPECT_EQ(json::parse(health.body)["speed_factor"], 0.5);
+  auto metrics = http_call(agent.port, "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("\nhotswap_gpu_speed_factor 0.5"), std::string::npos) << metrics.body;
+  auto status = http_call(agent.port, "GET", "/control/v1/status", "",
+                          {{"Authorization", std::string("Bearer ") + testing::kControlToken}});
+  ASSERT_EQ(status.status, 200) << status.body;
+  const json eng = json::parse(status.body)["engine"];
+  EXPECT_EQ(eng["speed"], 0.25);
+  EXPECT_GT(eng["steps_total"].get<int64_t>(), 0);
+  // Each pass was followed by a pause of at least 3x its time.
+  EXPECT_GE(eng["throttle_seconds_total"].get<double>(), 3 * eng["forward_seconds_total"].get<double>() * 0.999)
+      << eng.dump();
+}
+
+TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
+  std::string model = engine::testing::tiny_model();
+  std::string dir = engine::testing::temp_dir("serve-speed");
+  struct Case {
+    std::vector<std::string> flags;
+    std::vector<std::pair<std::string, std::string>> env;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--speed-factor", "0"}, {}, "--speed-factor = '0' is not a positive number"},
+      {{"--speed-reference", "fast"}, {}, "--speed-reference = 'fast' is not a positive number"},
+      {{}, {{"HOTSWAP_GPU_SPEED_FACTOR", "-1"}}, "$HOTSWAP_GPU_SPEED_FACTOR = '-1' is not a positive number"},
+      {{"--speed-factor", "3", "--speed-reference", "2"}, {}, "cannot run faster than itself"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string log = dir + "/case-" + std::to_string(i) + ".log";
+    AgentProcess agent(model, cases[i].flags, cases[i].env, log);
+    EXPECT_EQ(agent.wait_exit(std::chrono::seconds(20)), 2) << cases[i].message;
+    std::stringstream text;
+    text << std::ifstream(log).rdbuf();
+    EXPECT_NE(text.str().find(cases[i].message), std::string::npos) << text.str();
+  }
 }
 
 TEST(ServeProcess, SigtermLetsOpenStreamsFinishThenExitsZero) {
