@@ -66,7 +66,8 @@ int run_serve(int argc, char** argv) {
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
   flags.add("port", "P", "port to listen on (default 8000)");
   flags.add("device", "DEV", "cpu (default) or cuda");
-  flags.add("control-token-file", "F", "file holding the control API's bearer token (>= 16 chars)");
+  flags.add("control-token-file", "F",
+            "file holding the control API's bearer token (>= 16 chars); default: $HOTSWAP_CONTROL_TOKEN");
   flags.add("max-queue", "N", "requests that may wait beyond a full batch before 429 (default 256)");
   flags.add("grace-seconds", "S", "on SIGTERM, how long open streams may take to finish (default 30)");
   flags.add("speed-factor", "F",
@@ -111,6 +112,10 @@ int run_serve(int argc, char** argv) {
   so.max_queue = static_cast<int>(*max_queue);
   if (flags.has("control-token-file")) {
     auto token = read_token_file(flags.get("control-token-file"), "--control-token-file");
+    if (!token.ok()) return fail(token.status(), 2);
+    so.control_token = *token;
+  } else if (const char* env = std::getenv("HOTSWAP_CONTROL_TOKEN"); env != nullptr && *env != '\0') {
+    auto token = check_token(env, "$HOTSWAP_CONTROL_TOKEN");
     if (!token.ok()) return fail(token.status(), 2);
     so.control_token = *token;
   }

@@ -29,8 +29,10 @@ struct AgentProcess {
     std::string token_file = engine::testing::temp_dir("serve-proc") + "/token";
     std::ofstream(token_file) << testing::kControlToken << "\n";
     std::vector<std::string> args = {HOTSWAP_AGENT_BIN, "serve", "--model", model, "--model-name", "tiny",
-                                     "--port", std::to_string(port), "--threads", "2",
-                                     "--control-token-file", token_file, "--grace-seconds", "20"};
+                                     "--port", std::to_string(port), "--threads", "2", "--grace-seconds", "20"};
+    bool token_from_env = false;
+    for (const auto& [k, v] : env) token_from_env = token_from_env || k == "HOTSWAP_CONTROL_TOKEN";
+    if (!token_from_env) args.insert(args.end(), {"--control-token-file", token_file});
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -39,6 +41,7 @@ struct AgentProcess {
     if (pid == 0) {
       unsetenv("HOTSWAP_GPU_SPEED_FACTOR");
       unsetenv("HOTSWAP_GPU_SPEED_REFERENCE");
+      unsetenv("HOTSWAP_CONTROL_TOKEN");
       for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
       if (!log.empty()) freopen(log.c_str(), "w", stderr);
       execv(HOTSWAP_AGENT_BIN, argv.data());
@@ -156,6 +159,28 @@ TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
     text << std::ifstream(log).rdbuf();
     EXPECT_NE(text.str().find(cases[i].message), std::string::npos) << text.str();
   }
+}
+
+TEST(ServeProcess, TheControlTokenCanComeFromTheEnvironment) {
+  // As a Pod gets it from a Secret through secretKeyRef.
+  std::string model = engine::testing::tiny_model();
+  const std::string token = "env-token-0123456789abcdef";
+  {
+    AgentProcess agent(model, {}, {{"HOTSWAP_CONTROL_TOKEN", token + "\n"}});
+    ASSERT_TRUE(agent.wait_ready());
+    EXPECT_EQ(http_call(agent.port, "GET", "/control/v1/status", "", {{"Authorization", "Bearer " + token}}).status, 200);
+    EXPECT_EQ(http_call(agent.port, "GET", "/control/v1/status", "",
+                        {{"Authorization", std::string("Bearer ") + testing::kControlToken}})
+                  .status,
+              403);
+  }
+  const std::string log = engine::testing::temp_dir("serve-env-token") + "/agent.log";
+  AgentProcess agent(model, {}, {{"HOTSWAP_CONTROL_TOKEN", "short"}}, log);
+  EXPECT_EQ(agent.wait_exit(std::chrono::seconds(20)), 2);
+  std::stringstream text;
+  text << std::ifstream(log).rdbuf();
+  EXPECT_NE(text.str().find("$HOTSWAP_CONTROL_TOKEN: the token must have at least 16 characters"), std::string::npos)
+      << text.str();
 }
 
 TEST(ServeProcess, SigtermLetsOpenStreamsFinishThenExitsZero) {
