@@ -655,5 +655,70 @@ TEST_F(KubectlTest, RawWatchFromATooOldResourceVersionPrintsGone) {
   EXPECT_EQ(watch.exit_code, 0) << watch.describe();  // the stream ends after the error
 }
 
+// The operator's CRDs (crds/) as a cluster admin installs them, with the shipped example.
+TEST_F(KubectlTest, TheHotswapCrdsInstallServeTheExampleAndRefuseBadSpecsNamingTheField) {
+  auto crds = kubectl({"apply", "-f", std::string(HOTSWAP_SOURCE_DIR) + "/crds"});
+  ASSERT_TRUE(crds.ok()) << crds.describe();
+  EXPECT_TRUE(contains(crds.output, "modeldeployments.hotswap.io created")) << crds.output;
+  EXPECT_TRUE(contains(crds.output, "modelmigrations.hotswap.io created")) << crds.output;
+  for (const char* crd : {"crd/modeldeployments.hotswap.io", "crd/modelmigrations.hotswap.io"}) {
+    auto ready = kubectl({"wait", "--for=condition=Established", crd, "--timeout=10s"});
+    ASSERT_TRUE(ready.ok()) << ready.describe();
+  }
+  auto example = kubectl({"apply", "-f", std::string(HOTSWAP_SOURCE_DIR) + "/examples/modeldeployment.yaml"});
+  ASSERT_TRUE(example.ok()) << example.describe();
+  EXPECT_TRUE(contains(example.output, "modeldeployment.hotswap.io/small created")) << example.output;
+  // The short name, the printer columns, and the schema's defaults.
+  auto get = kubectl({"get", "md"});
+  ASSERT_TRUE(get.ok()) << get.describe();
+  for (const char* column : {"NAME", "MODEL", "REPLICAS", "READY", "MIGRATING", "AGE"})
+    EXPECT_TRUE(contains(get.output, column)) << get.output;
+  EXPECT_TRUE(contains(get.output, "small")) << get.output;
+  EXPECT_EQ(jsonpath({"md", "small"}, "{.spec.service.type} {.spec.migration.maxConcurrentPerNode} "
+                                      "{.spec.migration.triggers.scaleDown} {.spec.model.dtype}"),
+            "ClusterIP 1 true bf16");
+
+  // Every bad field of one spec is named.
+  auto bad = apply("bad-md.yaml", R"(apiVersion: hotswap.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: bad}
+spec:
+  model: {path: /models/x}
+  replicas: -1
+  migration: {mode: Fast, bandwidthLimit: lots, downtimeBudgetMs: 100000}
+)");
+  EXPECT_FALSE(bad.ok()) << bad.describe();
+  for (const char* field : {"spec.model.name: Required value", "spec.replicas: Invalid value: -1",
+                            "spec.migration.mode: Unsupported value: \"Fast\"", "spec.migration.bandwidthLimit",
+                            "spec.migration.downtimeBudgetMs: Invalid value: 100000"})
+    EXPECT_TRUE(contains(bad.output, field)) << field << "\n" << bad.output;
+  EXPECT_FALSE(kubectl({"get", "md", "bad"}).ok()) << "a refused spec is not stored";
+
+  // A ModelMigration: its columns, its default reason, and a status the schema refuses.
+  auto mm = apply("mm.yaml", R"(apiVersion: hotswap.io/v1alpha1
+kind: ModelMigration
+metadata: {name: move-1}
+spec:
+  deployment: small
+  target: {gpuClass: a100-sim}
+)");
+  ASSERT_TRUE(mm.ok()) << mm.describe();
+  auto get_mm = kubectl({"get", "mm"});
+  ASSERT_TRUE(get_mm.ok()) << get_mm.describe();
+  for (const char* column : {"DEPLOYMENT", "SOURCE", "TARGET", "PHASE", "PROGRESS", "DOWNTIME-MS"})
+    EXPECT_TRUE(contains(get_mm.output, column)) << get_mm.output;
+  EXPECT_EQ(jsonpath({"mm", "move-1"}, "{.spec.reason}"), "Manual");
+  auto phase = kubectl({"patch", "mm", "move-1", "--subresource=status", "--type=merge", "-p",
+                        R"({"status":{"phase":"Teleporting"}})"});
+  EXPECT_FALSE(phase.ok()) << phase.describe();
+  EXPECT_TRUE(contains(phase.output, "status.phase: Unsupported value: \"Teleporting\"")) << phase.output;
+  auto good = kubectl({"patch", "mm", "move-1", "--subresource=status", "--type=merge", "-p",
+                       R"({"status":{"phase":"PreCopy","progress":"round 1","downtimeMs":12.5}})"});
+  ASSERT_TRUE(good.ok()) << good.describe();
+  auto after = kubectl({"get", "mm", "move-1"});
+  EXPECT_TRUE(contains(after.output, "PreCopy")) << after.output;
+  EXPECT_TRUE(contains(after.output, "round 1")) << after.output;
+}
+
 }  // namespace
 }  // namespace hotswap::devcluster
