@@ -509,23 +509,23 @@ TEST_F(KubeletTest, ReadinessGateKeepsReadyFalseUntilItsConditionIsTrue) {
 TEST_F(KubeletTest, DeletingAPodSendsSigtermThenRemovesIt) {
   start_kubelet(options());
   create(shell_pod("polite", "trap 'echo got TERM; exit 0' TERM; echo started; while true; do sleep 0.1; done"));
-  create(shell_pod("stubborn", "trap '' TERM; echo pid=$$; while true; do sleep 0.1; done"));
+  create(shell_pod("ignores-term", "trap '' TERM; echo pid=$$; while true; do sleep 0.1; done"));
   ASSERT_FALSE(wait_running("polite").is_null());
-  ASSERT_FALSE(wait_running("stubborn").is_null());
+  ASSERT_FALSE(wait_running("ignores-term").is_null());
   ASSERT_TRUE(eventually([&] { return log_of("polite") == "started\n"; }, 3s));
-  ASSERT_TRUE(eventually([&] { return logged_pid(log_of("stubborn")) > 0; }, 3s));
-  const pid_t stubborn = logged_pid(log_of("stubborn"));
+  ASSERT_TRUE(eventually([&] { return logged_pid(log_of("ignores-term")) > 0; }, 3s));
+  const pid_t ignorer = logged_pid(log_of("ignores-term"));
   EXPECT_EQ(ips_->in_use(), 2u);
 
   ASSERT_TRUE(client_->remove(kPods.named("polite")).ok());
   kube::DeleteOptions one_second;
   one_second.grace_period_seconds = 1;
-  ASSERT_TRUE(client_->remove(kPods.named("stubborn"), one_second).ok());
+  ASSERT_TRUE(client_->remove(kPods.named("ignores-term"), one_second).ok());
   EXPECT_TRUE(eventually([&] { return gone("polite"); }, 4s));
   EXPECT_NE(log_of("polite").find("got TERM\n"), std::string::npos) << log_of("polite");
   // Ignoring SIGTERM earns a SIGKILL once the grace period is over.
-  EXPECT_TRUE(eventually([&] { return gone("stubborn"); }, 4s));
-  EXPECT_FALSE(pid_alive(stubborn));
+  EXPECT_TRUE(eventually([&] { return gone("ignores-term"); }, 4s));
+  EXPECT_FALSE(pid_alive(ignorer));
   EXPECT_TRUE(eventually([&] { return ips_->in_use() == 0; }, 2s));
 }
 
