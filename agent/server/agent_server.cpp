@@ -1,5 +1,6 @@
 #include "agent/server/agent_server.h"
 
+#include <cpprest/http_client.h>
 #include <cpprest/http_listener.h>
 #include <cpprest/producerconsumerstream.h>
 
@@ -69,6 +70,15 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
 
   void handle(http_request req);
   void handle_generate(http_request req, Endpoint endpoint, const std::string& body);
+  // After a migration switched away from this agent: new requests go to its target, so none is
+  // refused while the Service's endpoints and the clients' pooled connections move over.
+  void forward_request(const http_request& req, Endpoint endpoint, const std::string& body, const std::string& to);
+  std::string forward_target() {
+    std::lock_guard<std::mutex> lk(forward_mu);
+    return forward_to;
+  }
+  std::mutex forward_mu;
+  std::string forward_to;
   void handle_control(http_request req, const std::string& path);
   void handle_migration(http_request req, const std::string& path);
   void reply_status(const http_request& req, const StatusOr<nlohmann::json>& result);
@@ -190,6 +200,7 @@ void AgentServer::Impl::handle_generate(http_request req, Endpoint endpoint, con
   const char* label = endpoint_label(endpoint);
   ApiRequest api;
   if (auto e = parse_api_request(body, endpoint, options.model_name, &api)) return reply_error(req, label, *e);
+  if (std::string to = forward_target(); !to.empty()) return forward_request(req, endpoint, body, to);
   if (service->draining() || stopping.load()) {
     ApiError e;
     e.http_status = 503;
@@ -225,6 +236,51 @@ void AgentServer::Impl::handle_generate(http_request req, Endpoint endpoint, con
     metrics.count_request(label, 200);
     sink->start_stream();
   }
+}
+
+void AgentServer::Impl::forward_request(const http_request& req, Endpoint endpoint, const std::string& body,
+                                        const std::string& to) {
+  const char* label = endpoint_label(endpoint);
+  std::shared_ptr<web::http::client::http_client> client;
+  try {
+    web::http::client::http_client_config config;
+    config.set_timeout(std::chrono::seconds(300));  // between two reads: a stream's tokens keep it alive
+    client = std::make_shared<web::http::client::http_client>(to, config);
+  } catch (const std::exception& ex) {
+    ApiError e;
+    e.http_status = 502;
+    e.type = "server_error";
+    e.message = "this replica moved to " + to + ", which cannot be reached: " + ex.what();
+    return reply_error(req, label, e);
+  }
+  http_request out(methods::POST);
+  out.set_request_uri(req.relative_uri());
+  out.set_body(body, "application/json");
+  for (const char* h : {"Accept", "Authorization"})
+    if (req.headers().has(h)) out.headers().add(h, req.headers().find(h)->second);
+  std::weak_ptr<Impl> weak = weak_from_this();
+  client->request(out).then([weak, client, req, label, to](pplx::task<http_response> t) {
+    auto self = weak.lock();
+    if (!self) return;
+    try {
+      http_response got = t.get();
+      http_response back(got.status_code());
+      for (const auto& [name, value] : got.headers())
+        if (name != "Content-Length" && name != "Content-Type" && name != "Transfer-Encoding" && name != "Connection")
+          back.headers().add(name, value);
+      // The client's next request should go through the Service again, not to this replica.
+      back.headers().add("Connection", "close");
+      back.set_body(got.body(), got.headers().content_type());  // streamed as the target writes it
+      self->metrics.count_request(label, got.status_code());
+      self->track_reply(req.reply(back), [client](bool) {});  // the client lives until the body is sent
+    } catch (const std::exception& ex) {
+      ApiError e;
+      e.http_status = 502;
+      e.type = "server_error";
+      e.message = "this replica moved to " + to + ", and forwarding the request there failed: " + ex.what();
+      self->reply_error(req, label, e);
+    }
+  });
 }
 
 void AgentServer::Impl::handle_control(http_request req, const std::string& path) {
@@ -478,6 +534,16 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
     mh.new_stream = [w](const std::string& id, int64_t next) -> std::shared_ptr<SseStream> {
       auto self = w.lock();
       return self ? self->new_stream(id, next) : nullptr;
+    };
+  }
+  {
+    std::weak_ptr<Impl> w = impl;
+    mh.on_switched = [w](const std::string& target_url) {
+      auto self = w.lock();
+      if (!self) return;
+      std::lock_guard<std::mutex> lk(self->forward_mu);
+      self->forward_to = target_url;
+      log_info("migrated to " + target_url + ": new requests are forwarded there");
     };
   }
   impl->migrations = std::make_unique<MigrationController>(mh);

@@ -11,10 +11,10 @@ namespace hotswap::agent {
 using nlohmann::json;
 
 StatusOr<json> control_call(const std::string& base, const std::string& token, const std::string& method,
-                            const std::string& path, const json& body) {
+                            const std::string& path, const json& body, std::chrono::milliseconds timeout) {
   try {
     web::http::client::http_client_config config;
-    config.set_timeout(std::chrono::seconds(30));
+    config.set_timeout(timeout);
     web::http::client::http_client client(base, config);
     web::http::http_request req(method);
     req.set_request_uri(path);
@@ -25,7 +25,15 @@ StatusOr<json> control_call(const std::string& base, const std::string& token, c
     json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (resp.status_code() != web::http::status_codes::OK) {
       std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", text) : text;
-      return unavailable(method + " " + base + path + ": HTTP " + std::to_string(resp.status_code()) + ": " + msg);
+      std::string what = method + " " + base + path + ": HTTP " + std::to_string(resp.status_code()) + ": " + msg;
+      switch (resp.status_code()) {
+        case 404: return not_found(std::move(what));
+        case 400: return invalid_argument(std::move(what));
+        case 401:
+        case 403:
+        case 409: return failed_precondition(std::move(what));
+        default: return unavailable(std::move(what));
+      }
     }
     if (j.is_discarded()) return data_loss(method + " " + base + path + ": the answer is not JSON");
     return j;
@@ -71,7 +79,7 @@ StatusOr<ChosenEndpoint> choose_data_endpoint(const std::string& transport, cons
 
 }  // namespace
 
-StatusOr<json> run_migration(const MigrationCall& call) {
+StatusOr<StartedMigration> start_migration(const MigrationCall& call) {
   const std::string& mode = call.mode;
   if (mode != "kv" && mode != "recompute" && mode != "auto")
     return invalid_argument("mode must be kv, recompute or auto, got '" + mode + "'");
@@ -89,7 +97,6 @@ StatusOr<json> run_migration(const MigrationCall& call) {
     std::snprintf(buf, sizeof(buf), "mig-%08x", rd());
     id = buf;
   }
-  auto t0 = std::chrono::steady_clock::now();
   std::string source_node_id;
   if (transport == "auto") {
     HOTSWAP_ASSIGN_OR_RETURN(json status, control_call(source, token, "GET", "/control/v1/status", json()));
@@ -103,25 +110,40 @@ StatusOr<json> run_migration(const MigrationCall& call) {
     (void)control_call(target, token, "POST", "/control/v1/migrations/" + id + "/abort", json::object());
     return chosen.status();
   }
-  HOTSWAP_RETURN_IF_ERROR(control_call(source, token, "POST", "/control/v1/migrations/" + id + "/start",
-                                       json{{"data_endpoint", chosen->endpoint},
-                                            {"target_url", target},
-                                            {"mode", mode},
-                                            {"downtime_budget_ms", call.downtime_budget_ms},
-                                            {"max_rounds", call.max_rounds}})
-                              .status());
+  json start = {{"data_endpoint", chosen->endpoint},
+                {"target_url", target},
+                {"mode", mode},
+                {"downtime_budget_ms", call.downtime_budget_ms},
+                {"max_rounds", call.max_rounds}};
+  if (call.bandwidth_cap_bytes_per_s > 0) start["bandwidth_cap_bytes_per_s"] = call.bandwidth_cap_bytes_per_s;
+  if (!call.sequences.empty()) start["sequences"] = call.sequences;
+  auto started = control_call(source, token, "POST", "/control/v1/migrations/" + id + "/start", start);
+  if (!started.ok()) {
+    (void)control_call(target, token, "POST", "/control/v1/migrations/" + id + "/abort", json::object());
+    return started.status();
+  }
+  return StartedMigration{id, chosen->transport};
+}
+
+StatusOr<json> migration_state(const std::string& source, const std::string& token, const std::string& id) {
+  return control_call(source, token, "GET", "/control/v1/migrations/" + id, json());
+}
+
+StatusOr<json> run_migration(const MigrationCall& call) {
+  auto t0 = std::chrono::steady_clock::now();
+  HOTSWAP_ASSIGN_OR_RETURN(StartedMigration started, start_migration(call));
   json st;
   auto deadline = t0 + call.timeout;
   for (;;) {
-    HOTSWAP_ASSIGN_OR_RETURN(st, control_call(source, token, "GET", "/control/v1/migrations/" + id, json()));
+    HOTSWAP_ASSIGN_OR_RETURN(st, migration_state(call.source, call.token, started.id));
     if (st["phase"] != "PreCopy" && st["phase"] != "Pending") break;
     if (std::chrono::steady_clock::now() > deadline)
-      return unavailable("migration " + id + " still in " + st["phase"].get<std::string>() + " after " +
+      return unavailable("migration " + started.id + " still in " + st["phase"].get<std::string>() + " after " +
                          std::to_string(call.timeout.count()) + " s");
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   st["total_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (!st.contains("transport")) st["transport"] = chosen->transport;  // a source that does not say
+  if (!st.contains("transport")) st["transport"] = started.transport;  // a source that does not say
   return st;
 }
 

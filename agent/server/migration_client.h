@@ -1,6 +1,7 @@
 // One migration between two agents through their control APIs, as an operator runs it:
 // prepare on the target, start on the source, follow the source until it switched or failed.
-// Used by `hotswap-agent migrate` and by the migration benchmark.
+// Used by `hotswap-agent migrate`, the migration benchmark and hotswap-operator (which takes
+// the steps one reconcile at a time: start_migration, then migration_state until it ends).
 //
 // The transport: the target offers tcp and, when it can, shm (data_endpoints); transport "auto"
 // takes shm when the target's node_id (in its prepare answer) equals the source's (in its GET
@@ -9,7 +10,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,8 +28,24 @@ struct MigrationCall {
   std::string transport = "auto";  // tcp, shm, auto
   double downtime_budget_ms = 50;
   int max_rounds = 8;  // 0: stop-and-copy
+  uint64_t bandwidth_cap_bytes_per_s = 0;  // 0: no cap
+  std::vector<std::string> sequences;      // request ids to move; empty: all
   std::chrono::seconds timeout{120};
 };
+
+struct StartedMigration {
+  std::string id;
+  std::string transport;  // "tcp" or "shm"
+};
+
+// Prepares the target and starts the source; the agents then run the migration between
+// themselves. Errors: a bad call (kInvalidArgument), an agent that refused or did not answer
+// (a target prepared for a source that then refused is aborted).
+StatusOr<StartedMigration> start_migration(const MigrationCall& call);
+
+// The source's GET /control/v1/migrations/{id}: phase (Pending, PreCopy, Draining, Completed,
+// RolledBack, Failed), report, transfer. kNotFound when the source does not know the id.
+StatusOr<nlohmann::json> migration_state(const std::string& source, const std::string& token, const std::string& id);
 
 // The source's final GET /control/v1/migrations/{id} (phase Draining or Completed when it
 // switched; RolledBack or Failed otherwise), with "total_ms" (prepare to the end) and
@@ -35,8 +54,10 @@ struct MigrationCall {
 StatusOr<nlohmann::json> run_migration(const MigrationCall& call);
 
 // One control API call: the JSON answer of a 200, else an error naming the call and the
-// agent's message.
+// agent's message, coded by the HTTP status: 404 kNotFound, 400 kInvalidArgument, 401/403/409
+// kFailedPrecondition, anything else (or no answer) kUnavailable.
 StatusOr<nlohmann::json> control_call(const std::string& base, const std::string& token, const std::string& method,
-                                      const std::string& path, const nlohmann::json& body);
+                                      const std::string& path, const nlohmann::json& body,
+                                      std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace hotswap::agent

@@ -310,6 +310,7 @@ void MigrationController::run_source(Migration* m, json body) {
   // Draining: the clients still connected here follow their requests on the target.
   m->phase = "Draining";
   const std::string target_url = body["target_url"].get<std::string>();
+  if (host_.on_switched) host_.on_switched(target_url);
   for (auto& [rid, sink] : taken) {
     auto rs = std::dynamic_pointer_cast<ResponseSink>(sink);
     if (!rs) continue;

@@ -42,6 +42,9 @@ struct MigrationHost {
   EngineService* service = nullptr;
   ServerMetrics* metrics = nullptr;  // migrations by result, bytes, rounds, downtime (may be null)
   std::function<std::shared_ptr<SseStream>(const std::string& request_id, int64_t next_event_id)> new_stream;
+  // Called on the source once the target owns the sequences (Draining), with the target's URL:
+  // the server then forwards new requests there.
+  std::function<void(const std::string& target_url)> on_switched;
   std::weak_ptr<SinkHost> sink_host;
   std::string listen_host = "127.0.0.1";  // where target data listeners bind
   std::string self_name;                  // for manifests and logs

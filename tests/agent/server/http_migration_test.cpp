@@ -145,6 +145,42 @@ INSTANTIATE_TEST_SUITE_P(Modes, HttpMigration,
                          ::testing::Values(MigrationCase{"kv", "tcp"}, MigrationCase{"recompute", "tcp"},
                                            MigrationCase{"kv", "shm"}));
 
+// After the switch, the Service's endpoints and the clients' pooled connections still lead to
+// the source for a while: a new request reaching it is forwarded to the target, which serves it
+// (streamed or not) with the tokens of an unmigrated run; the answer says Connection: close so
+// that the client's next request goes through the Service again.
+TEST(HttpMigrationForwarding, NewRequestsReachingTheSourceAfterTheSwitchAreServedByTheTarget) {
+  testing::TestServer a(slow_engine()), b(slow_engine());
+  HttpConnection client(a.port);
+  ASSERT_TRUE(client.send_request("POST", "/v1/completions", stream_body(0, 400)));
+  HttpResponse head;
+  ASSERT_TRUE(client.read_head(&head));
+  json st = migrate(a, b, "kv");
+  ASSERT_EQ(st["phase"], "Draining") << st.dump();
+  const std::string before = http_call(b.port, "GET", "/metrics").body;
+
+  HttpResponse streamed = http_call(a.port, "POST", "/v1/completions", stream_body(5, 24));
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(streamed.headers["connection"], "close");
+  EXPECT_EQ(streamed.headers["content-type"].rfind("text/event-stream", 0), 0u) << streamed.headers["content-type"];
+  EXPECT_EQ(testing::stream_tokens(streamed.body), want_tokens(a, 5, 24));
+
+  const std::string plain = json{{"model", "tiny"}, {"prompt", "client number 6"}, {"max_tokens", 12},
+                                 {"temperature", 0.0}, {"seed", 16}, {"ignore_eos", true}}.dump();
+  HttpResponse whole = http_call(a.port, "POST", "/v1/completions", plain);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(json::parse(whole.body)["choices"][0]["token_ids"].get<std::vector<int32_t>>(), want_tokens(a, 6, 12));
+  // A bad request is refused where it arrives, naming what is wrong.
+  HttpResponse bad = http_call(a.port, "POST", "/v1/completions", json{{"model", "tiny"}, {"max_tokens", 4}}.dump());
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("prompt"), std::string::npos) << bad.body;
+  // The target counted them.
+  const std::string after = http_call(b.port, "GET", "/metrics").body;
+  EXPECT_EQ(before.find("hotswap_requests_total{code=\"200\",endpoint=\"completions\"}"), std::string::npos) << before;
+  EXPECT_NE(after.find("hotswap_requests_total{code=\"200\",endpoint=\"completions\"} 2"), std::string::npos) << after;
+  client.read_all_body();
+}
+
 TEST(HttpMigrationResume, AfterTheSourceDiesClientsResumeOnTheTarget) {
   auto a = std::make_unique<testing::TestServer>(slow_engine());
   testing::TestServer b(slow_engine());
