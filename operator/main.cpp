@@ -1,0 +1,97 @@
+// hotswap-operator: watches ModelDeployments and ModelMigrations and moves replicas live with
+// the agents' migration protocol (operator.h). Runs until SIGTERM or SIGINT; with
+// --leader-elect, only the replica holding the Lease reconciles, and one that loses it exits 1
+// so that its Pod restarts as a follower.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "common/flags.h"
+#include "common/log.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/kube/rest_client.h"
+#include "operator/operator.h"
+
+namespace {
+
+int fail(const hotswap::Status& st, int code) {
+  std::fprintf(stderr, "hotswap-operator: %s\n", st.to_string().c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace hotswap;
+  FlagSet flags(
+      "usage: hotswap-operator [--kubeconfig F] [--context NAME] [--namespace NS] [--leader-elect]\n"
+      "                        [--metrics-port P] [--health-port P] [--workers N] [--agent-image IMAGE]\n"
+      "                        [--agent-command PATH] [--model-root DIR]");
+  flags.add("kubeconfig", "F", "kubeconfig to use (default: $KUBECONFIG, in-cluster, then ~/.kube/config)");
+  flags.add("context", "NAME", "the kubeconfig context (default: its current-context)");
+  flags.add("namespace", "NS", "watch ModelDeployments and ModelMigrations in NS only (default: all namespaces)");
+  flags.add("leader-elect", "", "hold a coordination.k8s.io Lease; reconcile only while holding it");
+  flags.add("leader-election-namespace", "NS", "the Lease's namespace (default: --namespace, else default)");
+  flags.add("leader-election-id", "NAME", "the Lease's name (default hotswap-operator)");
+  flags.add("metrics-port", "P", "serve Prometheus metrics on :P/metrics (default 8080; 0: off)");
+  flags.add("health-port", "P", "serve /healthz and /readyz on :P (default 8081; 0: off)");
+  flags.add("bind-address", "ADDR", "address for the metrics and health endpoints (default 0.0.0.0)");
+  flags.add("workers", "N", "reconcile workers per controller (default 4)");
+  flags.add("agent-image", "IMAGE", "container image of the replica Pods (default hotswap-agent:0.1)");
+  flags.add("agent-command", "PATH", "the agent's executable in that image (default hotswap-agent)");
+  flags.add("model-root", "DIR", "where a relative spec.model.path is found in the agent's container (default /models)");
+  flags.add("help", "", "show this help");
+  if (Status st = flags.parse(argc, argv, 1); !st.ok()) return fail(st, 2);
+  if (flags.has("help")) {
+    std::fputs(flags.help().c_str(), stdout);
+    return 0;
+  }
+  OperatorOptions o;
+  o.ns = flags.get("namespace", "");
+  o.leader_elect = flags.has("leader-elect");
+  o.leader_election_namespace = flags.get("leader-election-namespace", o.ns.empty() ? "default" : o.ns);
+  o.leader_election_id = flags.get("leader-election-id", "hotswap-operator");
+  auto metrics_port = flags.get_int("metrics-port", 8080);
+  auto health_port = flags.get_int("health-port", 8081);
+  auto workers = flags.get_int("workers", 4);
+  for (const Status& st : {metrics_port.status(), health_port.status(), workers.status()})
+    if (!st.ok()) return fail(st, 2);
+  for (auto [name, v] : {std::pair{"--metrics-port", *metrics_port}, std::pair{"--health-port", *health_port}})
+    if (v < 0 || v > 65535) return fail(invalid_argument(std::string(name) + " must be in 0..65535"), 2);
+  if (*workers < 1 || *workers > 64) return fail(invalid_argument("--workers must be in 1..64"), 2);
+  o.metrics_port = static_cast<int>(*metrics_port);
+  o.health_port = static_cast<int>(*health_port);
+  o.metrics_address = o.health_address = flags.get("bind-address", "0.0.0.0");
+  o.workers = static_cast<int>(*workers);
+  o.runtime.image = flags.get("agent-image", o.runtime.image);
+  o.runtime.command = flags.get("agent-command", o.runtime.command);
+  o.runtime.model_root = flags.get("model-root", o.runtime.model_root);
+  o.on_lost_leadership = [] {
+    log_error("hotswap-operator: leadership lost; exiting so that this replica restarts as a follower");
+    std::_Exit(1);
+  };
+
+  auto config = kube::resolve_config(flags.get("kubeconfig", ""), flags.get("context", ""));
+  if (!config.ok()) return fail(config.status(), 2);
+  auto client = kube::RestClient::create(*config);
+  if (!client.ok()) return fail(client.status(), 2);
+
+  // SIGTERM and SIGINT are taken by sigwait; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto op = Operator::start(**client, o);
+  if (!op.ok()) return fail(op.status(), 1);
+  log_info("hotswap-operator: watching " + (o.ns.empty() ? std::string("all namespaces") : "namespace " + o.ns) +
+           " on " + (*config).server + (o.metrics_port ? "; metrics on :" + std::to_string(o.metrics_port) : ""));
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log_info(std::string("hotswap-operator: ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  (*op)->stop();
+  return 0;
+}

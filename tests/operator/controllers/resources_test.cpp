@@ -1,0 +1,222 @@
+// The operator's reading of a ModelDeployment (defaults, errors naming the field) and the
+// objects it makes from one: the replica Pod (gate, GPU, classes, engine flags, token), the
+// Service, the PodDisruptionBudget, the Secret; and the hashes that tell a replica of an old
+// version from a current one.
+#include <gtest/gtest.h>
+
+#include "operator/controllers/resources.h"
+
+namespace hotswap::controllers {
+namespace {
+
+using nlohmann::json;
+
+json example() {
+  return json::parse(R"({
+    "apiVersion": "hotswap.io/v1alpha1", "kind": "ModelDeployment",
+    "metadata": {"name": "small", "namespace": "ml", "uid": "u-1", "generation": 3},
+    "spec": {
+      "model": {"name": "small", "path": "models/small"},
+      "replicas": 2, "gpuClasses": ["t4-sim", "a100-sim"],
+      "engine": {"maxNumSeqs": 32, "kvDtype": "f32"},
+      "service": {"port": 80},
+      "migration": {"mode": "KV", "downtimeBudgetMs": 40, "bandwidthLimit": "1Gi", "maxConcurrent": 2,
+                    "triggers": {"load": true, "scaleDown": false},
+                    "loadPolicy": {"fasterClasses": ["a100-sim"], "cheaperClasses": ["t4-sim"],
+                                   "queueDepthHigh": 16, "queueDepthLow": 1, "sustainSeconds": 30},
+                    "maintenanceWindows": [{"start": "2026-12-02T10:00:00Z", "durationMinutes": 60,
+                                            "nodeSelector": {"zone": "a"}}]}}})");
+}
+
+TEST(ParseDeployment, ReadsTheSpecAndFillsTheCrdDefaults) {
+  auto s = parse_deployment(example());
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->name, "small");
+  EXPECT_EQ(s->ns, "ml");
+  EXPECT_EQ(s->generation, 3);
+  EXPECT_EQ(s->replicas, 2);
+  EXPECT_EQ(s->gpus_per_replica, 1);
+  EXPECT_EQ(s->gpu_classes, (std::vector<std::string>{"t4-sim", "a100-sim"}));
+  EXPECT_EQ(s->downtime_budget_ms, 40);
+  EXPECT_EQ(s->bandwidth_limit_bytes_per_s, 1073741824u);
+  EXPECT_EQ(s->completion_timeout_seconds, 600);
+  EXPECT_EQ(s->policy.max_concurrent, 2);
+  EXPECT_EQ(s->policy.max_concurrent_per_node, 1);
+  EXPECT_TRUE(s->policy.triggers.load);
+  EXPECT_FALSE(s->policy.triggers.scale_down);
+  EXPECT_TRUE(s->policy.triggers.maintenance);
+  EXPECT_EQ(s->policy.load.queue_depth_high, 16);
+  EXPECT_EQ(s->policy.load.cooldown_seconds, 300);
+  EXPECT_EQ(s->policy.load.faster_classes, (std::vector<std::string>{"a100-sim"}));
+  ASSERT_EQ(s->policy.windows.size(), 1u);
+  EXPECT_EQ(s->policy.windows[0].start_unix, 1796205600);
+  EXPECT_EQ(s->policy.windows[0].duration_seconds, 3600);
+  EXPECT_EQ(s->policy.windows[0].node_selector.at("zone"), "a");
+}
+
+TEST(ParseDeployment, NamesTheFieldThatIsWrong) {
+  struct Case {
+    const char* pointer;
+    json value;
+    const char* names;
+  };
+  const std::vector<Case> cases = {
+      {"/spec/replicas", "two", "spec.replicas"},
+      {"/spec/replicas", -1, "spec.replicas"},
+      {"/spec/migration/mode", "Fast", "spec.migration.mode"},
+      {"/spec/migration/bandwidthLimit", "10 parsecs", "spec.migration.bandwidthLimit"},
+      {"/spec/migration/bandwidthLimit", "10Xi", "spec.migration.bandwidthLimit"},
+      {"/spec/migration/triggers/load", "yes", "spec.migration.triggers.load"},
+      {"/spec/migration/loadPolicy/queueDepthLow", 99, "queueDepthLow"},
+      {"/spec/migration/maintenanceWindows/0/start", "tomorrow", "spec.migration.maintenanceWindows[0].start"},
+      {"/spec/migration/maintenanceWindows/0/durationMinutes", 0, "maintenanceWindows[0].durationMinutes"},
+      {"/spec/gpuClasses", json::array({1}), "spec.gpuClasses"},
+      {"/spec/model/path", "", "spec.model.path"},
+  };
+  for (const auto& c : cases) {
+    json md = example();
+    md[json::json_pointer(c.pointer)] = c.value;
+    auto s = parse_deployment(md);
+    ASSERT_FALSE(s.ok()) << c.pointer;
+    EXPECT_NE(s.status().message().find(c.names), std::string::npos) << s.status().message();
+  }
+  json md = example();
+  md["spec"].erase("model");
+  EXPECT_NE(parse_deployment(md).status().message().find("spec.model"), std::string::npos);
+}
+
+TEST(ParseBandwidth, TakesDecimalAndBinaryUnits) {
+  EXPECT_EQ(*parse_bandwidth("500"), 500u);
+  EXPECT_EQ(*parse_bandwidth("500M"), 500000000u);
+  EXPECT_EQ(*parse_bandwidth("1.5G"), 1500000000u);
+  EXPECT_EQ(*parse_bandwidth("10Gi"), 10737418240u);
+  EXPECT_EQ(*parse_bandwidth("2k"), 2000u);
+  EXPECT_FALSE(parse_bandwidth("G").ok());
+  EXPECT_FALSE(parse_bandwidth("1.2.3M").ok());
+}
+
+TEST(Rfc3339, ParsesZonesAndFractionsAndFormatsBack) {
+  EXPECT_EQ(*parse_rfc3339("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(*parse_rfc3339("2026-12-02T11:00:00+01:00"), *parse_rfc3339("2026-12-02T10:00:00Z"));
+  EXPECT_EQ(*parse_rfc3339_ms("2026-12-02T10:00:00.25Z") - *parse_rfc3339_ms("2026-12-02T10:00:00Z"), 250);
+  EXPECT_EQ(format_rfc3339(1796205600), "2026-12-02T10:00:00Z");
+  EXPECT_EQ(format_rfc3339_ms(1796205600123), "2026-12-02T10:00:00.123Z");
+  EXPECT_EQ(*parse_rfc3339_ms(format_rfc3339_ms(1796205600123)), 1796205600123);
+  EXPECT_FALSE(parse_rfc3339("2026-12-02 10:00").ok());
+  EXPECT_FALSE(parse_rfc3339("2026-12-02T10:00:00+0100").ok());
+}
+
+TEST(ReplicaPod, RunsTheAgentBehindTheServingGateOnAnAllowedGpu) {
+  auto s = parse_deployment(example());
+  ASSERT_TRUE(s.ok());
+  AgentRuntime rt;
+  rt.command = "/opt/hotswap-agent";
+  rt.model_root = "/data";
+  json pod = replica_pod(*s, rt, "small-abcde");
+  EXPECT_EQ(pod["metadata"]["name"], "small-abcde");
+  EXPECT_EQ(pod["metadata"]["namespace"], "ml");
+  EXPECT_EQ(pod["metadata"]["labels"][kDeploymentLabel], "small");
+  EXPECT_EQ(pod["metadata"]["ownerReferences"][0]["uid"], "u-1");
+  EXPECT_EQ(pod["metadata"]["ownerReferences"][0]["controller"], true);
+  EXPECT_EQ(pod["metadata"]["annotations"][kModelHashAnnotation], model_hash(*s));
+  EXPECT_FALSE(pod["metadata"]["annotations"].contains(kMigrationTargetAnnotation));
+  EXPECT_EQ(pod["spec"]["readinessGates"][0]["conditionType"], kServingGate);
+  const json& c = pod["spec"]["containers"][0];
+  EXPECT_EQ(c["resources"]["limits"][kGpuResource], 1);
+  const std::vector<std::string> cmd = c["command"].get<std::vector<std::string>>();
+  const std::vector<std::string> want = {"/opt/hotswap-agent", "serve", "--model", "/data/models/small",
+                                         "--model-name", "small", "--host", "$(POD_IP)", "--port", "8000",
+                                         "--max-num-seqs", "32", "--kv-dtype", "f32"};
+  EXPECT_EQ(cmd, want);
+  EXPECT_EQ(c["env"][1]["valueFrom"]["secretKeyRef"]["name"], "small-control-token");
+  EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+  const json& expr = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                        ["nodeSelectorTerms"][0]["matchExpressions"][0];
+  EXPECT_EQ(expr["key"], kGpuClassLabel);
+  EXPECT_EQ(expr["values"], json::array({"t4-sim", "a100-sim"}));
+  EXPECT_FALSE(pod["spec"].contains("nodeSelector"));
+
+  json target = replica_pod(*s, rt, "small-fghij", "node-3", "small-mm");
+  EXPECT_EQ(target["spec"]["nodeSelector"][kHostnameLabel], "node-3");
+  EXPECT_EQ(target["metadata"]["annotations"][kMigrationTargetAnnotation], "small-mm");
+}
+
+TEST(ReplicaPod, AnAbsolutePathIsUsedAsItIsAndAVolumeIsMounted) {
+  json md = example();
+  md["spec"]["model"]["path"] = "/abs/small";
+  auto s = parse_deployment(md);
+  EXPECT_EQ(replica_pod(*s, AgentRuntime{}, "p")["spec"]["containers"][0]["command"][3], "/abs/small");
+  md["spec"]["model"]["path"] = "small";
+  md["spec"]["model"]["volume"] = {{"persistentVolumeClaim", {{"claimName", "weights"}}}};
+  s = parse_deployment(md);
+  json pod = replica_pod(*s, AgentRuntime{}, "p");
+  EXPECT_EQ(pod["spec"]["containers"][0]["command"][3], "/model/small");
+  EXPECT_EQ(pod["spec"]["volumes"][0]["name"], "model");
+  EXPECT_EQ(pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "weights");
+  EXPECT_EQ(pod["spec"]["containers"][0]["volumeMounts"][0]["mountPath"], "/model");
+}
+
+TEST(ModelHash, ChangesWithTheModelOrEngineButNotWithTheReplicaCount) {
+  auto base = *parse_deployment(example());
+  json md = example();
+  md["spec"]["replicas"] = 5;
+  EXPECT_EQ(model_hash(*parse_deployment(md)), model_hash(base));
+  EXPECT_EQ(kv_layout_hash(*parse_deployment(md)), kv_layout_hash(base));
+  md["spec"]["engine"]["maxNumSeqs"] = 8;  // the engine changes; the KV layout does not
+  EXPECT_NE(model_hash(*parse_deployment(md)), model_hash(base));
+  EXPECT_EQ(kv_layout_hash(*parse_deployment(md)), kv_layout_hash(base));
+  md["spec"]["engine"]["kvDtype"] = "bf16";
+  EXPECT_NE(kv_layout_hash(*parse_deployment(md)), kv_layout_hash(base));
+  md = example();
+  md["spec"]["model"]["revision"] = "v2";
+  EXPECT_NE(model_hash(*parse_deployment(md)), model_hash(base));
+  EXPECT_NE(kv_layout_hash(*parse_deployment(md)), kv_layout_hash(base));
+  EXPECT_EQ(model_hash(base).size(), 16u);
+}
+
+TEST(OwnedObjects, ServicePdbAndSecretSelectTheReplicas) {
+  auto s = *parse_deployment(example());
+  json svc = replica_service(s);
+  EXPECT_EQ(svc["spec"]["selector"][kDeploymentLabel], "small");
+  EXPECT_EQ(svc["spec"]["ports"][0]["port"], 80);
+  EXPECT_EQ(svc["spec"]["ports"][0]["targetPort"], kAgentPort);
+  json pdb = replica_pdb(s);
+  EXPECT_EQ(pdb["apiVersion"], "policy/v1");
+  EXPECT_EQ(pdb["spec"]["maxUnavailable"], 0);
+  EXPECT_EQ(pdb["spec"]["selector"]["matchLabels"][kDeploymentLabel], "small");
+  json secret = control_secret(s, "0123456789abcdef");
+  EXPECT_EQ(*token_from_secret(secret), "0123456789abcdef");
+  json stored = {{"metadata", {{"name", "small-control-token"}}}, {"data", {{"token", "MDEyMzQ1Njc4OWFiY2RlZg=="}}}};
+  EXPECT_EQ(*token_from_secret(stored), "0123456789abcdef");
+  EXPECT_EQ(token_from_secret(json{{"data", json::object()}}).status().code(), StatusCode::kNotFound);
+}
+
+TEST(NodeState, ReadsCordonTaintsReadinessAndGpus) {
+  json node = json::parse(R"({"metadata": {"name": "node-1", "labels": {"nvidia.com/gpu.product": "t4-sim"}},
+    "spec": {"unschedulable": true, "taints": [{"key": "x", "effect": "NoExecute"}]},
+    "status": {"allocatable": {"nvidia.com/gpu": "2"}, "conditions": [{"type": "Ready", "status": "True"}]}})");
+  auto n = node_state(node);
+  EXPECT_EQ(n.name, "node-1");
+  EXPECT_EQ(n.gpu_class, "t4-sim");
+  EXPECT_EQ(n.gpus, 2);
+  EXPECT_TRUE(n.ready);
+  EXPECT_TRUE(n.unschedulable);
+  EXPECT_TRUE(n.no_execute);
+  node["spec"] = json::object();
+  node["status"]["conditions"][0]["status"] = "False";
+  n = node_state(node);
+  EXPECT_FALSE(n.ready || n.unschedulable || n.no_execute);
+}
+
+TEST(Conditions, KeepTheirTransitionTimeWhileTheStatusHolds) {
+  json prev = json::array({condition("Available", true, "R", "m", 1, json::array(), 1000)});
+  json same = condition("Available", true, "R2", "m2", 2, prev, 2000);
+  EXPECT_EQ(same["lastTransitionTime"], format_rfc3339(1000));
+  EXPECT_EQ(same["observedGeneration"], 2);
+  json flipped = condition("Available", false, "R", "m", 2, prev, 3000);
+  EXPECT_EQ(flipped["lastTransitionTime"], format_rfc3339(3000));
+  EXPECT_EQ(flipped["status"], "False");
+}
+
+}  // namespace
+}  // namespace hotswap::controllers
