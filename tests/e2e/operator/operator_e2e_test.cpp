@@ -1,0 +1,451 @@
+// hotswap-operator end to end on the dev cluster: three GPU nodes (node-1 and node-2 t4-sim at a
+// quarter of the a100-sim's speed, node-3 a100-sim), the CRDs applied with kubectl, the operator
+// running in-process, a ModelDeployment of the synthetic `tiny` checkpoint, and streaming load
+// through the Service with the load generator. In every scenario the clients see no failed
+// request and no missing or repeated token, and each request's token ids equal those of an
+// unmigrated run (the same load against a lone agent).
+//
+// Labelled e2e, run alone: the dev cluster's Pod and ClusterIP addresses are fixed.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "common/http.h"
+#include "e2e/devcluster/cluster.h"
+#include "e2e/loadgen/loadgen.h"
+#include "e2e/loadgen/report.h"
+#include "operator/controllers/resources.h"
+#include "operator/kube/object.h"
+#include "operator/operator.h"
+
+namespace hotswap {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+namespace fs = std::filesystem;
+using controllers::deployments_ref;
+using controllers::migrations_ref;
+using controllers::pods_ref;
+
+struct Shell {
+  int code = -1;
+  std::string output;
+};
+
+Shell run(const std::string& command) {
+  Shell r;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int st = ::pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+// The synthetic checkpoint, made once per test binary.
+const fs::path& model_root() {
+  static const fs::path root = [] {
+    fs::path r = fs::temp_directory_path() / ("hotswap-operator-e2e-models-" + std::to_string(::getpid()));
+    fs::create_directories(r / "models");
+    Shell made = run(std::string(HOTSWAP_AGENT_BIN) + " make-model --preset tiny --arch llama --seed 3 --out " +
+                   (r / "models" / "tiny").string());
+    EXPECT_EQ(made.code, 0) << made.output;
+    return r;
+  }();
+  return root;
+}
+
+class OperatorE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (run("kubectl version --client").code != 0) GTEST_SKIP() << "kubectl is not installed (scripts/install-deps.sh)";
+    dir_ = fs::temp_directory_path() / ("operator-e2e-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    model_root();
+    devcluster::DevClusterOptions o;
+    o.nodes = 3;
+    o.log_dir = (dir_ / "logs").string();
+    o.gpu_classes = {{"t4-sim", 1.0}, {"t4-sim", 1.0}, {"a100-sim", 4.0}};
+    auto c = devcluster::DevCluster::start(o);
+    ASSERT_TRUE(c.ok()) << c.status().to_string();
+    cluster_ = std::move(c).value();
+    kubeconfig_ = (dir_ / "kubeconfig").string();
+    ASSERT_TRUE(cluster_->api_server().write_kubeconfig(kubeconfig_).ok());
+    Shell applied = kubectl("apply -f " + std::string(HOTSWAP_SOURCE_DIR) + "/crds/");
+    ASSERT_EQ(applied.code, 0) << applied.output;
+    Shell established = kubectl("wait --for=condition=Established crd/modeldeployments.hotswap.io "
+                              "crd/modelmigrations.hotswap.io --timeout=30s");
+    ASSERT_EQ(established.code, 0) << established.output;
+    start_operator();
+  }
+
+  void TearDown() override {
+    if (HasFailure() && fs::exists(dir_ / "logs")) {
+      for (const auto& f : fs::directory_iterator(dir_ / "logs")) {
+        std::ifstream in(f.path());
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::cerr << "-- " << f.path().filename().string() << ":\n" << text.substr(text.size() > 3000 ? text.size() - 3000 : 0);
+      }
+    }
+    operator_.reset();
+    cluster_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void start_operator() {
+    OperatorOptions o;
+    o.runtime.command = HOTSWAP_AGENT_BIN;
+    o.runtime.model_root = model_root().string();
+    o.runtime.termination_grace_seconds = 10;
+    o.workers = 2;
+    o.informer_backoff = 100ms;
+    auto op = Operator::start(cluster_->client(), o);
+    ASSERT_TRUE(op.ok()) << op.status().to_string();
+    operator_ = std::move(op).value();
+  }
+
+  Shell kubectl(const std::string& args) { return run("KUBECONFIG=" + kubeconfig_ + " kubectl " + args); }
+  const kube::RestClient& client() { return cluster_->client(); }
+
+  json deployment(int replicas) {
+    return json{{"apiVersion", "hotswap.io/v1alpha1"},
+                {"kind", "ModelDeployment"},
+                {"metadata", {{"name", "tiny"}, {"namespace", "default"}}},
+                {"spec",
+                 {{"model", {{"name", "tiny"}, {"path", "models/tiny"}}},
+                  {"replicas", replicas},
+                  {"gpuClasses", {"t4-sim", "a100-sim"}},
+                  {"engine", {{"kvDtype", "f32"}}},
+                  {"migration", {{"mode", "KV"}, {"downtimeBudgetMs", 50}, {"completionTimeoutSeconds", 60}}}}}};
+  }
+
+  // Applies the deployment and waits until `replicas` replicas serve.
+  void deploy(int replicas) {
+    auto r = client().create(deployments_ref().in("default"), deployment(replicas));
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    ASSERT_TRUE(wait_ready(replicas)) << md().dump(2);
+    cluster_ip_ = client().get(controllers::services_ref().in("default").named("tiny"))->value(
+        "/spec/clusterIP"_json_pointer, std::string());
+    ASSERT_FALSE(cluster_ip_.empty());
+    // The Service's endpoints follow the gates within a moment.
+    ASSERT_TRUE(eventually([&] { return loadgen::fetch_first_model_id("http://" + cluster_ip_, 1).ok(); }, 10s));
+  }
+
+  bool wait_ready(int replicas) {
+    return eventually([&] { return md().value("/status/readyReplicas"_json_pointer, -1) == replicas; }, 60s);
+  }
+
+  json md() {
+    auto r = client().get(deployments_ref().in("default").named("tiny"));
+    return r.ok() ? r.value() : json();
+  }
+
+  std::vector<json> pods() {
+    std::vector<json> out;
+    kube::ListOptions lo;
+    lo.label_selector = "hotswap.io/deployment=tiny";
+    auto l = client().list(pods_ref().in("default"), lo);
+    if (l.ok())
+      for (const auto& p : (*l)["items"])
+        if (!p.contains("/metadata/deletionTimestamp"_json_pointer)) out.push_back(p);
+    return out;
+  }
+
+  std::vector<json> migrations() {
+    auto l = client().list(migrations_ref().in("default"));
+    return l.ok() ? (*l)["items"].get<std::vector<json>>() : std::vector<json>{};
+  }
+
+  // The phase of the only ModelMigration once it ended (Completed or Failed), or "" at the timeout.
+  json wait_migration_end(std::chrono::milliseconds limit = 60s) {
+    json found;
+    eventually(
+        [&] {
+          for (const auto& m : migrations()) {
+            const std::string phase = m.value("/status/phase"_json_pointer, std::string());
+            if (phase == "Completed" || phase == "Failed") {
+              found = m;
+              return true;
+            }
+          }
+          return false;
+        },
+        limit);
+    return found;
+  }
+
+  loadgen::LoadgenConfig load_config(const std::string& url) {
+    loadgen::LoadgenConfig c;
+    c.url = url;
+    c.streams = 4;
+    c.requests = 8;
+    c.max_tokens = 320;
+    c.seed = 11;
+    c.temperature = 0.7;
+    c.ignore_eos = true;
+    c.request_timeout_s = 60;
+    return c;
+  }
+
+  std::future<StatusOr<loadgen::LoadRun>> start_load() {
+    auto config = load_config("http://" + cluster_ip_);
+    return std::async(std::launch::async, [config] { return loadgen::run_load(config); });
+  }
+
+  // Every request ok, no event id missing or repeated, and the tokens of an unmigrated run: the
+  // same load against a lone agent on a loopback address of its own.
+  void expect_clients_saw_nothing(const StatusOr<loadgen::LoadRun>& migrated) {
+    ASSERT_TRUE(migrated.ok()) << migrated.status().to_string();
+    const auto summary = loadgen::summarize_run(*migrated);
+    EXPECT_EQ(loadgen::exit_code(summary), 0) << loadgen::report_text(load_config(""), *migrated, summary);
+    ASSERT_EQ(migrated->requests.size(), 8u);
+    for (const auto& r : migrated->requests) {
+      EXPECT_EQ(r.duplicate_ids + r.missing_ids + r.out_of_order_ids, 0) << "request " << r.index;
+      EXPECT_EQ(r.token_ids.size(), 320u) << "request " << r.index << ": " << r.error;
+    }
+    auto port = http::pick_free_port();
+    ASSERT_TRUE(port.ok());
+    const std::string log = (dir_ / "reference.log").string();
+    const std::string cmd = std::string(HOTSWAP_AGENT_BIN) + " serve --model " +
+                            (model_root() / "models" / "tiny").string() +
+                            " --model-name tiny --kv-dtype f32 --host 127.0.0.1 --port " + std::to_string(*port);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > " + log + " 2>&1").c_str(), nullptr);
+      ::_exit(127);
+    }
+    const std::string url = "http://127.0.0.1:" + std::to_string(*port);
+    ASSERT_TRUE(eventually([&] { return loadgen::fetch_first_model_id(url, 1).ok(); }, 20s));
+    auto reference = loadgen::run_load(load_config(url));
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ASSERT_TRUE(reference.ok()) << reference.status().to_string();
+    ASSERT_EQ(reference->requests.size(), migrated->requests.size());
+    for (size_t i = 0; i < reference->requests.size(); ++i)
+      EXPECT_EQ(migrated->requests[i].token_ids, reference->requests[i].token_ids) << "request " << i;
+  }
+
+  fs::path dir_;
+  std::string kubeconfig_;
+  std::string cluster_ip_;
+  std::unique_ptr<devcluster::DevCluster> cluster_;
+  std::unique_ptr<Operator> operator_;
+};
+
+TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetAndToken) {
+  deploy(2);
+  const json status = md();
+  EXPECT_EQ(status["status"]["replicas"], 2);
+  EXPECT_EQ(status["status"]["observedGeneration"], status["metadata"]["generation"]);
+  auto cond = [&](const std::string& type) {
+    for (const auto& c : status["status"]["conditions"])
+      if (c["type"] == type) return c["status"].get<std::string>();
+    return std::string();
+  };
+  EXPECT_EQ(cond("Available"), "True");
+  EXPECT_EQ(cond("Migrating"), "False");
+  const auto ps = pods();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_NE(controllers::pod_node(ps[0]), controllers::pod_node(ps[1])) << "one GPU per node: replicas spread";
+  for (const auto& p : ps) EXPECT_EQ(controllers::pod_condition(p, controllers::kServingGate), "True");
+  EXPECT_TRUE(client().get(controllers::pdbs_ref().in("default").named("tiny")).ok());
+  EXPECT_TRUE(client().get(controllers::secrets_ref().in("default").named("tiny-control-token")).ok());
+  Shell table = kubectl("get md tiny");
+  EXPECT_NE(table.output.find("tiny"), std::string::npos) << table.output;
+}
+
+TEST_F(OperatorE2e, CordoningANodeMovesItsReplicaLiveAndNoStreamNoticesIt) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1500ms);
+  const json source = pods()[0];
+  const std::string node = controllers::pod_node(source);
+  Shell cordon = kubectl("cordon " + node);
+  ASSERT_EQ(cordon.code, 0) << cordon.output;
+  const json mm = wait_migration_end();
+  ASSERT_FALSE(mm.is_null()) << "no migration ended";
+  EXPECT_EQ(mm["status"]["phase"], "Completed") << mm.dump(2);
+  EXPECT_EQ(mm["spec"]["reason"], "Maintenance");
+  EXPECT_EQ(mm["status"]["sourcePod"], kube::object_name(source));
+  EXPECT_NE(mm["status"]["targetNode"], node);
+  EXPECT_GT(mm["status"].value("bytes", 0), 0) << "the KV cache was sent";
+  std::vector<std::string> phases;
+  for (const auto& t : mm["status"]["phaseTimings"]) phases.push_back(t["phase"]);
+  EXPECT_EQ(phases, (std::vector<std::string>{"Pending", "TargetScheduling", "TargetLoading", "PreCopy", "Switching",
+                                              "Draining"}));
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(wait_ready(2));
+  for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
+}
+
+TEST_F(OperatorE2e, AManualMigrationToAGpuClassMovesTheNamedReplica) {
+  deploy(2);
+  const json source = pods()[0];
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  json mm = {{"apiVersion", "hotswap.io/v1alpha1"},
+             {"kind", "ModelMigration"},
+             {"metadata", {{"name", "to-a100"}, {"namespace", "default"}}},
+             {"spec", {{"deployment", "tiny"}, {"replica", kube::object_name(source)}, {"target", {{"gpuClass", "a100-sim"}}}}}};
+  ASSERT_TRUE(client().create(migrations_ref().in("default"), mm).ok());
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(done["status"]["targetNode"], "node-3");
+  EXPECT_EQ(done["status"]["targetGpuClass"], "a100-sim");
+  EXPECT_EQ(done["spec"]["reason"], "Manual");
+  expect_clients_saw_nothing(load.get());
+}
+
+TEST_F(OperatorE2e, AMigrationWithNowhereToGoWaitsSayingWhyAndAMissingDeploymentFails) {
+  deploy(2);
+  // Both t4-sim nodes hold a replica: a move to t4-sim finds no free GPU.
+  json mm = {{"apiVersion", "hotswap.io/v1alpha1"},
+             {"kind", "ModelMigration"},
+             {"metadata", {{"name", "nowhere"}, {"namespace", "default"}}},
+             {"spec", {{"deployment", "tiny"}, {"target", {{"gpuClass", "t4-sim"}}}}}};
+  ASSERT_TRUE(client().create(migrations_ref().in("default"), mm).ok());
+  std::string message;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto m = client().get(migrations_ref().in("default").named("nowhere"));
+        message = m.ok() ? m->value("/status/message"_json_pointer, std::string()) : "";
+        return message.find("no free GPU") != std::string::npos;
+      },
+      20s))
+      << message;
+  EXPECT_EQ(client().get(migrations_ref().in("default").named("nowhere"))->value("/status/phase"_json_pointer, std::string()),
+            "Pending");
+  json orphan = mm;
+  orphan["metadata"]["name"] = "orphan";
+  orphan["spec"] = {{"deployment", "no-such-deployment"}};
+  ASSERT_TRUE(client().create(migrations_ref().in("default"), orphan).ok());
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto m = client().get(migrations_ref().in("default").named("orphan"));
+        return m.ok() && m->value("/status/phase"_json_pointer, std::string()) == "Failed";
+      },
+      20s));
+  auto m = client().get(migrations_ref().in("default").named("orphan"));
+  EXPECT_NE(m->value("/status/message"_json_pointer, std::string()).find("no-such-deployment not found"),
+            std::string::npos)
+      << m->dump(2);
+  EXPECT_EQ(pods().size(), 2u) << "nothing was started";
+}
+
+TEST_F(OperatorE2e, AnOperatorRestartedMidMigrationResumesItFromTheStatus) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  Shell cordon = kubectl("cordon " + controllers::pod_node(pods()[0]));
+  ASSERT_EQ(cordon.code, 0);
+  // Stop the operator as soon as the migration has a target Pod, before it ends.
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& m : migrations())
+          if (m.value("/status/phase"_json_pointer, std::string()) == "TargetLoading") return true;
+        return false;
+      },
+      30s));
+  operator_.reset();
+  const std::string phase_at_stop = migrations()[0].value("/status/phase"_json_pointer, std::string());
+  EXPECT_NE(phase_at_stop, "Completed");
+  std::this_thread::sleep_for(500ms);
+  start_operator();
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(migrations().size(), 1u) << "the restarted operator made no second migration";
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(wait_ready(2));
+}
+
+TEST_F(OperatorE2e, ATargetThatDiesBeforeTheSwitchRollsBackAndTheSourceKeepsServing) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  const json source = pods()[0];
+  Shell cordon = kubectl("cordon " + controllers::pod_node(source));
+  ASSERT_EQ(cordon.code, 0);
+  // The target's agent is killed (SIGKILL) while it loads the model or pre-copy runs.
+  std::string target;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& m : migrations()) {
+          const std::string phase = m.value("/status/phase"_json_pointer, std::string());
+          if (phase == "TargetLoading" || phase == "PreCopy") target = m.value("/status/targetPod"_json_pointer, std::string());
+        }
+        return !target.empty();
+      },
+      30s));
+  std::string ip;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto p = client().get(pods_ref().in("default").named(target));
+        ip = p.ok() ? controllers::pod_ip(*p) : "";
+        return !ip.empty();
+      },
+      10s));
+  // "[-]-host" matches the agent's "--host" but not this pkill's own shell command line.
+  Shell killed = run("pkill -KILL -f -- '[-]-host " + ip + " --port 8000'");
+  ASSERT_EQ(killed.code, 0) << "no agent process found for " << ip << ": " << killed.output;
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Failed") << done.dump(2);
+  EXPECT_NE(done["status"].value("message", std::string()).find("rolled back"), std::string::npos) << done.dump(2);
+  std::vector<std::string> phases;
+  for (const auto& t : done["status"]["phaseTimings"]) phases.push_back(t["phase"]);
+  ASSERT_FALSE(phases.empty());
+  EXPECT_EQ(phases.back(), "RollingBack");
+  // The target Pod went; the source still serves its streams.
+  EXPECT_TRUE(eventually([&] { return !client().get(pods_ref().in("default").named(target)).ok() ||
+                                      client().get(pods_ref().in("default").named(target))->contains(
+                                          "/metadata/deletionTimestamp"_json_pointer); },
+                         20s));
+  auto src = client().get(pods_ref().in("default").named(kube::object_name(source)));
+  ASSERT_TRUE(src.ok());
+  EXPECT_EQ(controllers::pod_condition(*src, controllers::kServingGate), "True");
+  expect_clients_saw_nothing(load.get());
+}
+
+TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1500ms);
+  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
+                          json{{"spec", {{"replicas", 1}}}});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(done["spec"]["reason"], "ScaleDown");
+  EXPECT_TRUE(done["spec"]["target"].contains("pod")) << done.dump(2);
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(eventually([&] { return pods().size() == 1; }, 30s));
+  EXPECT_TRUE(wait_ready(1));
+}
+
+}  // namespace
+}  // namespace hotswap
