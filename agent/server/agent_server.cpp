@@ -79,6 +79,17 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   }
   std::mutex forward_mu;
   std::string forward_to;
+  // GPU faults reported for this agent's card (POST /control/v1/faults: the injection point of
+  // the fault tests, and where a node-side monitor of Xid/ECC/thermal events reports). The
+  // agent keeps serving; /healthz and /control/v1/status show them, and the operator moves the
+  // replica off.
+  void handle_faults(http_request req);
+  nlohmann::json faults_json() {
+    std::lock_guard<std::mutex> lk(faults_mu);
+    return gpu_faults;
+  }
+  std::mutex faults_mu;
+  nlohmann::json gpu_faults = nlohmann::json::array();
   void handle_control(http_request req, const std::string& path);
   void handle_migration(http_request req, const std::string& path);
   void reply_status(const http_request& req, const StatusOr<nlohmann::json>& result);
@@ -168,8 +179,11 @@ void AgentServer::Impl::handle(http_request req) {
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
   if (path == "/healthz") {
-    json body = {{"status", "ok"}, {"device", "cpu"}, {"model", options.model_name},
-                 {"speed_factor", options.speed_factor}};
+    const json faults = faults_json();
+    // Still 200: the process is alive (a liveness probe must not restart a replica that is
+    // being moved off its faulty card); "status" and gpu_faults say what is wrong.
+    json body = {{"status", faults.empty() ? "ok" : "gpu_fault"}, {"device", "cpu"}, {"model", options.model_name},
+                 {"speed_factor", options.speed_factor}, {"gpu_faults", faults}};
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
   if (path == "/readyz") {
@@ -283,6 +297,66 @@ void AgentServer::Impl::forward_request(const http_request& req, Endpoint endpoi
   });
 }
 
+void AgentServer::Impl::handle_faults(http_request req) {
+  if (req.method() == methods::GET) {
+    metrics.count_request("control", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", faults_json()}}));
+  }
+  if (req.method() == methods::DEL) {  // the card was repaired or replaced
+    {
+      std::lock_guard<std::mutex> lk(faults_mu);
+      gpu_faults = json::array();
+    }
+    metrics.set_gpu_faulty(false);
+    log_info("control: GPU faults cleared");
+    metrics.count_request("control", 200);
+    return track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", json::array()}}));
+  }
+  if (req.method() != methods::POST) {
+    ApiError e;
+    e.http_status = 405;
+    e.message = "use GET, POST or DELETE on /control/v1/faults";
+    return reply_error(req, "control", e);
+  }
+  std::weak_ptr<Impl> weak = weak_from_this();
+  req.extract_vector().then([weak, req](pplx::task<std::vector<unsigned char>> t) {
+    auto self = weak.lock();
+    if (!self) return;
+    ApiError e;
+    json body;
+    try {
+      auto bytes = t.get();
+      body = json::parse(bytes.begin(), bytes.end());
+    } catch (const std::exception& ex) {
+      e.message = std::string("the request body is not valid JSON: ") + ex.what();
+      return self->reply_error(req, "control", e);
+    }
+    const std::string kind = body.is_object() ? body.value("kind", std::string()) : std::string();
+    if (kind != "xid" && kind != "ecc" && kind != "thermal") {
+      e.param = "kind";
+      e.message = "'kind' must be one of xid, ecc, thermal";
+      return self->reply_error(req, "control", e);
+    }
+    if (body.contains("message") && !body["message"].is_string()) {
+      e.param = "message";
+      e.message = "'message' must be a string";
+      return self->reply_error(req, "control", e);
+    }
+    json fault = {{"kind", kind}, {"message", body.value("message", std::string())}, {"time", unix_seconds()}};
+    json all;
+    {
+      std::lock_guard<std::mutex> lk(self->faults_mu);
+      self->gpu_faults.push_back(fault);
+      all = self->gpu_faults;
+    }
+    self->metrics.count_gpu_fault(kind);
+    self->metrics.set_gpu_faulty(true);
+    log_warn("control: GPU fault reported: " + fault.dump());
+    self->metrics.count_request("control", 200);
+    self->track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", all}}));
+  });
+}
+
 void AgentServer::Impl::handle_control(http_request req, const std::string& path) {
   ApiError e;
   if (options.control_token.empty()) {
@@ -331,6 +405,7 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
                    {"forward_seconds_total", st->engine.forward_seconds_total},
                    {"throttle_seconds_total", st->engine.throttle_seconds_total},
                    {"prefill_tokens_per_s", st->engine.prefill_tokens_per_s}}},
+                 {"gpu_faults", faults_json()},
                  {"node_id", migration::local_node_id()}};  // `migrate --transport auto` compares it
     metrics.count_request("control", 200);
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
@@ -344,6 +419,7 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
   }
   if (path == "/control/v1/migrations" || path.rfind("/control/v1/migrations/", 0) == 0)
     return handle_migration(req, path);
+  if (path == "/control/v1/faults") return handle_faults(req);
   e.http_status = 404;
   e.code = "not_found";
   e.message = "no control route for " + req.method() + " " + path;

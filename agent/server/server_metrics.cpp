@@ -58,6 +58,15 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                        .Register(r)
                        .Add({});
   speed_factor_->Set(1);
+  gpu_faults_ = &BuildCounter()
+                     .Name("hotswap_gpu_faults_total")
+                     .Help("GPU faults reported for this agent's card, by kind (xid, ecc, thermal)")
+                     .Register(r);
+  gpu_faulty_ = &BuildGauge()
+                     .Name("hotswap_gpu_faulty")
+                     .Help("1 while the card has a fault that was not cleared: the operator moves the replica off")
+                     .Register(r)
+                     .Add({});
   migrations_ = &BuildCounter()
                      .Name("hotswap_migrations_total")
                      .Help("Migrations ended on this agent, by role and result")

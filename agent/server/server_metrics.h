@@ -36,6 +36,9 @@ class ServerMetrics {
   void observe_migration(const MigrationOutcome& m);
   // The card's speed relative to the reference card (the node's hotswap.io/gpu-speed-factor).
   void set_speed_factor(double f) { speed_factor_->Set(f); }
+  // A GPU fault reported (kind: xid, ecc, thermal), and how many are outstanding.
+  void count_gpu_fault(const std::string& kind) { gpu_faults_->Add({{"kind", kind}}).Increment(); }
+  void set_gpu_faulty(bool faulty) { gpu_faulty_->Set(faulty ? 1 : 0); }
   // From the engine thread after each step.
   void observe_engine(const engine::EngineStats& s, int64_t open_requests);
 
@@ -58,6 +61,8 @@ class ServerMetrics {
   prometheus::Gauge* kv_free_;
   prometheus::Gauge* batch_sequences_;
   prometheus::Gauge* speed_factor_;
+  prometheus::Family<prometheus::Counter>* gpu_faults_;
+  prometheus::Gauge* gpu_faulty_;
   prometheus::Family<prometheus::Counter>* migrations_;
   prometheus::Family<prometheus::Counter>* migration_bytes_;
   prometheus::Counter* precopy_rounds_;

@@ -42,6 +42,21 @@ struct Replica {
 
 }  // namespace
 
+void DeploymentReconciler::mark_gpu_faulty(const std::string& node, const json& fault, const std::string& pod) {
+  auto cached = view_.nodes->get(node);
+  if (!cached || !annotation(*cached, kGpuFaultAnnotation).empty()) return;
+  const std::string what = fault.value("kind", std::string("fault")) + ": " + fault.value("message", std::string()) +
+                           " (reported by " + pod + ")";
+  auto r = view_.client->patch(nodes_ref().named(node), kube::PatchType::kMerge,
+                               json{{"metadata", {{"annotations", {{kGpuFaultAnnotation, what}}}}}});
+  if (!r.ok()) {
+    log_warn("marking node " + node + "'s GPU faulty: " + r.status().to_string());
+    return;
+  }
+  log_warn("node " + node + ": GPU marked faulty: " + what);
+  view_.record_event(*cached, "Warning", "GpuFault", "GPU marked faulty: " + what);
+}
+
 Status DeploymentReconciler::ensure_owned_objects(const DeploymentSpec& spec, const json& md) {
   const std::string key = kube::object_key(spec.ns, spec.name);
   const std::string version = spec.uid + "/" + std::to_string(spec.generation);
@@ -182,12 +197,12 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
   }
 
   // The agents' load, for the load trigger and the choice of a replica to remove.
-  const bool want_load = spec.policy.enabled && spec.policy.triggers.load;
+  const bool poll_agents = spec.policy.enabled && (spec.policy.triggers.load || spec.policy.triggers.gpu_health);
   int64_t staying = 0;
   for (auto& r : replicas) staying += leaving.count(r.name) ? 0 : 1;
   const bool scaling_down = staying > spec.replicas;
   std::map<std::string, json> agent_status;
-  if (want_load || scaling_down) {
+  if (poll_agents || scaling_down) {
     auto token = view_.control_token(spec.ns, spec.name);
     if (token.ok()) {
       for (auto& r : replicas) {
@@ -221,6 +236,9 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
       rs.queue_depth = it->second.value("queue", int64_t{0});
       rs.open_requests = it->second.value("open_requests", int64_t{0});
       rs.utilization = max_seqs > 0 ? double(it->second.value("running", int64_t{0})) / double(max_seqs) : 0;
+      const json faults = it->second.value("gpu_faults", json::array());
+      rs.gpu_fault = faults.is_array() && !faults.empty();
+      if (rs.gpu_fault && !rs.node.empty()) mark_gpu_faulty(rs.node, faults.back(), r.name);
     }
     if (rs.node.empty()) continue;  // not scheduled yet: nothing to move
     // A replica being moved away is not one that stays: a scale-down counts the others.

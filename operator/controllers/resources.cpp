@@ -478,6 +478,7 @@ policy::NodeState node_state(const json& node) {
   for (const auto& c : node.value("/status/conditions"_json_pointer, json::array()))
     if (c.value("type", std::string()) == "Ready") n.ready = c.value("status", std::string()) == "True";
   n.unschedulable = node.value("/spec/unschedulable"_json_pointer, false);
+  n.gpu_faulty = !annotation(node, kGpuFaultAnnotation).empty();
   for (const auto& t : node.value("/spec/taints"_json_pointer, json::array()))
     if (t.value("effect", std::string()) == "NoExecute") n.no_execute = true;
   return n;

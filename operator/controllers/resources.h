@@ -34,6 +34,9 @@ inline constexpr const char* kMigrationTargetAnnotation = "hotswap.io/migration-
 inline constexpr const char* kModelHashAnnotation = "hotswap.io/model-hash";
 inline constexpr const char* kKvLayoutAnnotation = "hotswap.io/kv-layout";
 inline constexpr const char* kGpuClassLabel = "nvidia.com/gpu.product";
+// On a Node whose GPU an agent reported faulty: what it reported. No replica is placed there
+// until an administrator removes it (kubectl annotate node N hotswap.io/gpu-fault-).
+inline constexpr const char* kGpuFaultAnnotation = "hotswap.io/gpu-fault";
 inline constexpr const char* kGpuResource = "nvidia.com/gpu";
 inline constexpr const char* kHostnameLabel = "kubernetes.io/hostname";
 inline constexpr const char* kControlTokenKey = "token";

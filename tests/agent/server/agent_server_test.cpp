@@ -251,3 +251,43 @@ TEST(AgentServer, UnknownRoutesAndMethodsAreRefused) {
 
 }  // namespace
 }  // namespace hotswap::agent
+
+namespace hotswap::agent {
+namespace {
+
+// A GPU fault reported through the control API (the fault tests' injection point, and where a
+// node-side Xid/ECC/thermal monitor reports) shows in /healthz, /control/v1/status and the
+// metrics while the agent keeps serving; DELETE clears it. Bad reports are refused by name.
+TEST(AgentServerFaults, AReportedGpuFaultShowsInHealthAndStatusUntilCleared) {
+  testing::TestServer ts;
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer " + testing::kControlToken}};
+  HttpResponse none = http_call(ts.port, "POST", "/control/v1/faults", R"({"kind":"xid"})");
+  EXPECT_EQ(none.status, 401);
+  HttpResponse bad = http_call(ts.port, "POST", "/control/v1/faults", R"({"kind":"meltdown"})", auth);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("kind"), std::string::npos) << bad.body;
+  EXPECT_EQ(http_call(ts.port, "POST", "/control/v1/faults", "{not json", auth).status, 400);
+  EXPECT_EQ(json::parse(http_call(ts.port, "GET", "/healthz").body)["status"], "ok");
+
+  HttpResponse ok = http_call(ts.port, "POST", "/control/v1/faults", R"({"kind":"xid","message":"Xid 79"})", auth);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  const json health = json::parse(http_call(ts.port, "GET", "/healthz").body);
+  EXPECT_EQ(health["status"], "gpu_fault");
+  ASSERT_EQ(health["gpu_faults"].size(), 1u);
+  EXPECT_EQ(health["gpu_faults"][0]["kind"], "xid");
+  EXPECT_EQ(health["gpu_faults"][0]["message"], "Xid 79");
+  const json status = json::parse(http_call(ts.port, "GET", "/control/v1/status", "", auth).body);
+  EXPECT_EQ(status["gpu_faults"].size(), 1u);
+  const std::string m = http_call(ts.port, "GET", "/metrics").body;
+  EXPECT_NE(m.find("hotswap_gpu_faults_total{kind=\"xid\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("hotswap_gpu_faulty 1"), std::string::npos);
+  // It still serves.
+  EXPECT_EQ(http_call(ts.port, "POST", "/v1/completions", completion_body("still here", 4, 0, 1, false)).status, 200);
+
+  EXPECT_EQ(http_call(ts.port, "DELETE", "/control/v1/faults", "", auth).status, 200);
+  EXPECT_EQ(json::parse(http_call(ts.port, "GET", "/healthz").body)["status"], "ok");
+  EXPECT_NE(http_call(ts.port, "GET", "/metrics").body.find("hotswap_gpu_faulty 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hotswap::agent

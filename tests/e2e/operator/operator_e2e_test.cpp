@@ -21,6 +21,7 @@
 #include "e2e/devcluster/cluster.h"
 #include "e2e/loadgen/loadgen.h"
 #include "e2e/loadgen/report.h"
+#include "operator/controllers/cluster_view.h"
 #include "operator/controllers/resources.h"
 #include "operator/kube/object.h"
 #include "operator/operator.h"
@@ -428,6 +429,31 @@ TEST_F(OperatorE2e, ATargetThatDiesBeforeTheSwitchRollsBackAndTheSourceKeepsServ
   ASSERT_TRUE(src.ok());
   EXPECT_EQ(controllers::pod_condition(*src, controllers::kServingGate), "True");
   expect_clients_saw_nothing(load.get());
+}
+
+TEST_F(OperatorE2e, AGpuFaultReportedByAnAgentMovesItsReplicaAndMarksTheNode) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  const json source = pods()[0];
+  const std::string node = controllers::pod_node(source);
+  auto token = controllers::token_from_secret(*client().get(controllers::secrets_ref().in("default").named("tiny-control-token")));
+  ASSERT_TRUE(token.ok());
+  Shell injected = run("curl -sf -X POST -H 'Authorization: Bearer " + *token + "' -d '{\"kind\":\"xid\",\"message\":\"Xid 79\"}' " +
+                       controllers::agent_url(source) + "/control/v1/faults");
+  ASSERT_EQ(injected.code, 0) << injected.output;
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(done["spec"]["reason"], "GpuHealth");
+  EXPECT_EQ(done["status"]["sourcePod"], kube::object_name(source));
+  EXPECT_NE(done["status"]["targetNode"], node);
+  auto n = client().get(controllers::nodes_ref().named(node));
+  ASSERT_TRUE(n.ok());
+  EXPECT_NE(controllers::annotation(*n, controllers::kGpuFaultAnnotation).find("Xid 79"), std::string::npos) << n->dump(2);
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(wait_ready(2));
+  for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
 }
 
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {

@@ -202,6 +202,10 @@ TEST(NodeState, ReadsCordonTaintsReadinessAndGpus) {
   EXPECT_TRUE(n.ready);
   EXPECT_TRUE(n.unschedulable);
   EXPECT_TRUE(n.no_execute);
+  EXPECT_FALSE(n.gpu_faulty);
+  node["metadata"]["annotations"] = {{kGpuFaultAnnotation, "xid: Xid 79"}};
+  EXPECT_TRUE(node_state(node).gpu_faulty);
+  node["metadata"].erase("annotations");
   node["spec"] = json::object();
   node["status"]["conditions"][0]["status"] = "False";
   n = node_state(node);
