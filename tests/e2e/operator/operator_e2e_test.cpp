@@ -456,6 +456,28 @@ TEST_F(OperatorE2e, AGpuFaultReportedByAnAgentMovesItsReplicaAndMarksTheNode) {
   for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
 }
 
+// kubectl drain evicts; the PodDisruptionBudget refuses the eviction (429) until the operator,
+// triggered by the drain's cordon, has moved the replica live and deleted it; then the drain ends.
+TEST_F(OperatorE2e, ADrainWaitsForTheLiveMigrationAndThenCompletes) {
+  deploy(2);
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  const json source = pods()[0];
+  const std::string node = controllers::pod_node(source);
+  auto drain = std::async(std::launch::async, [&] { return kubectl("drain " + node + " --ignore-daemonsets --timeout=90s"); });
+  const json done = wait_migration_end(90s);
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(done["spec"]["reason"], "Maintenance");
+  Shell drained = drain.get();
+  EXPECT_EQ(drained.code, 0) << drained.output;
+  EXPECT_NE(drained.output.find("disruption budget"), std::string::npos) << "the budget held the eviction:\n"
+                                                                         << drained.output;
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(wait_ready(2));
+  for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
+}
+
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
   deploy(2);
   auto load = start_load();
