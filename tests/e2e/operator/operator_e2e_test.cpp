@@ -143,8 +143,10 @@ class OperatorE2e : public ::testing::Test {
   }
 
   // Applies the deployment and waits until `replicas` replicas serve.
-  void deploy(int replicas) {
-    auto r = client().create(deployments_ref().in("default"), deployment(replicas));
+  void deploy(int replicas) { deploy(deployment(replicas)); }
+  void deploy(const json& md_object) {
+    const int replicas = md_object["spec"]["replicas"].get<int>();
+    auto r = client().create(deployments_ref().in("default"), md_object);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
     ASSERT_TRUE(wait_ready(replicas)) << md().dump(2);
     cluster_ip_ = client().get(controllers::services_ref().in("default").named("tiny"))->value(
@@ -476,6 +478,51 @@ TEST_F(OperatorE2e, ADrainWaitsForTheLiveMigrationAndThenCompletes) {
   expect_clients_saw_nothing(load.get());
   EXPECT_TRUE(wait_ready(2));
   for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
+}
+
+// Load: one replica on a t4-sim card with room for two sequences; eight requests keep its queue
+// full for longer than sustainSeconds, so it moves to the faster a100-sim; once the load has
+// ended and the queue stayed empty, it moves back to the cheaper t4-sim.
+TEST_F(OperatorE2e, LoadPressureMovesAReplicaToAFasterClassAndQuietBackToACheaperOne) {
+  json md_object = deployment(1);
+  md_object["spec"]["engine"]["maxNumSeqs"] = 2;
+  md_object["spec"]["migration"]["triggers"] = {{"load", true}};
+  md_object["spec"]["migration"]["loadPolicy"] = {{"fasterClasses", {"a100-sim"}}, {"cheaperClasses", {"t4-sim"}},
+                                                  {"queueDepthHigh", 2}, {"queueDepthLow", 0},
+                                                  {"sustainSeconds", 1}, {"cooldownSeconds", 0}};
+  deploy(md_object);
+  ASSERT_EQ(pods().size(), 1u);
+  auto class_of = [&](const std::string& node) {
+    auto n = client().get(controllers::nodes_ref().named(node));
+    return n.ok() ? controllers::label(*n, controllers::kGpuClassLabel) : std::string();
+  };
+  ASSERT_EQ(class_of(controllers::pod_node(pods()[0])), "t4-sim");
+  auto load = start_load();
+  json up;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& m : migrations())
+          if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") up = m;
+        return !up.is_null();
+      },
+      60s));
+  EXPECT_EQ(up["spec"]["reason"], "Load");
+  EXPECT_EQ(up["status"]["targetGpuClass"], "a100-sim") << up.dump(2);
+  expect_clients_saw_nothing(load.get());
+  // Quiet now: back to the cheaper class.
+  json down;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& m : migrations())
+          if (m["metadata"]["name"] != up["metadata"]["name"] &&
+              m.value("/status/phase"_json_pointer, std::string()) == "Completed")
+            down = m;
+        return !down.is_null();
+      },
+      60s));
+  EXPECT_EQ(down["spec"]["reason"], "Load");
+  EXPECT_EQ(down["status"]["targetGpuClass"], "t4-sim") << down.dump(2);
+  EXPECT_TRUE(wait_ready(1));
 }
 
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
