@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 #include "common/http.h"
@@ -523,6 +524,44 @@ TEST_F(OperatorE2e, LoadPressureMovesAReplicaToAFasterClassAndQuietBackToACheape
   EXPECT_EQ(down["spec"]["reason"], "Load");
   EXPECT_EQ(down["status"]["targetGpuClass"], "t4-sim") << down.dump(2);
   EXPECT_TRUE(wait_ready(1));
+}
+
+// A new version of spec.engine: every replica is replaced by a migration to a Pod of the new
+// version, one at a time (maxConcurrent 1), in KV mode since the KV layout did not change.
+TEST_F(OperatorE2e, AChangedSpecRollsEveryReplicaOverByLiveMigration) {
+  deploy(2);
+  std::set<std::string> old_pods;
+  for (const auto& p : pods()) old_pods.insert(kube::object_name(p));
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
+                          json{{"spec", {{"engine", {{"maxNumSeqs", 16}}}}}});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  std::vector<json> done;
+  ASSERT_TRUE(eventually(
+      [&] {
+        done.clear();
+        for (const auto& m : migrations())
+          if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") done.push_back(m);
+        return done.size() == 2;
+      },
+      90s))
+      << done.size() << " migrations completed";
+  for (const auto& m : done) {
+    EXPECT_EQ(m["spec"]["reason"], "Version");
+    EXPECT_EQ(m["status"]["mode"], "KV") << m.dump(2);
+  }
+  expect_clients_saw_nothing(load.get());
+  EXPECT_TRUE(wait_ready(2));
+  const std::string want = controllers::model_hash(*controllers::parse_deployment(md()));
+  ASSERT_EQ(pods().size(), 2u);
+  for (const auto& p : pods()) {
+    EXPECT_FALSE(old_pods.count(kube::object_name(p))) << kube::object_name(p) << " is of the old version";
+    EXPECT_EQ(controllers::annotation(p, controllers::kModelHashAnnotation), want);
+    const auto cmd = p["spec"]["containers"][0]["command"].dump();
+    EXPECT_NE(cmd.find("\"--max-num-seqs\",\"16\""), std::string::npos) << cmd;
+  }
+  EXPECT_EQ(migrations().size(), 2u);
 }
 
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
