@@ -149,6 +149,7 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   m.architecture = plan.architecture;
   m.weight_dtype = plan.weight_dtype;
   m.kv_layout = layout;
+  m.recompute_only = plan.mode == MigrationMode::kRecompute;
   m.created_unix_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
@@ -446,11 +447,15 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
     switch (chunk->kind) {
       case ChunkKind::kManifest: {
         const Manifest& mf = *chunk->manifest;
-        if (!plan.model_digest.empty() && mf.model_digest != plan.model_digest)
+        const bool other_version = !plan.model_digest.empty() && mf.model_digest != plan.model_digest;
+        if (other_version && !mf.recompute_only)
           return fail(failed_precondition("model digest " + mf.model_digest + " differs from this agent's " +
-                                          plan.model_digest));
+                                          plan.model_digest + ": only a recompute migration may change the weights"));
         const auto& l = mf.kv_layout;
-        if (l.n_layers != ours.n_layers || l.n_kv_heads != ours.n_kv_heads || l.head_dim != ours.head_dim)
+        if (other_version) {
+          // A new version of the model: the sequences are re-run from their token ids, so the
+          // source's KV layout does not matter.
+        } else if (l.n_layers != ours.n_layers || l.n_kv_heads != ours.n_kv_heads || l.head_dim != ours.head_dim)
           return fail(failed_precondition("the source's KV layout (" + std::to_string(l.n_layers) + " layers, " +
                                           std::to_string(l.n_kv_heads) + " KV heads, head_dim " +
                                           std::to_string(l.head_dim) + ") is not this model's"));

@@ -313,6 +313,7 @@ StatusOr<std::vector<uint8_t>> Manifest::encode() const {
         {"dtype", kernels::dtype_name(kv_layout.dtype)}}},
       {"created_unix_ms", created_unix_ms},
   };
+  if (recompute_only) j["recompute_only"] = true;
   return dump_bytes(j);
 }
 
@@ -342,6 +343,11 @@ StatusOr<Manifest> Manifest::decode(std::span<const uint8_t> payload) {
                             "-byte chunk payload");
   }
   HOTSWAP_RETURN_IF_ERROR(f.int64("created_unix_ms", 0, kInt64Max, &m.created_unix_ms));
+  if (j.contains("recompute_only")) {
+    if (!j["recompute_only"].is_boolean())
+      return invalid_argument("field 'recompute_only' is " + j["recompute_only"].dump() + ", expected a boolean");
+    m.recompute_only = j["recompute_only"].get<bool>();
+  }
   return m;
 }
 

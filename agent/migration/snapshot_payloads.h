@@ -42,6 +42,10 @@ struct Manifest {
   kernels::DType weight_dtype = kernels::DType::kF32;
   kernels::KvLayout kv_layout;  // every field >= 1; one block fits in a chunk
   int64_t created_unix_ms = 0;  // >= 0
+  // Recompute mode: no KV block follows, only token ids, so a target that runs another version
+  // of the model (another digest, even another KV layout) may take the sequences and re-run
+  // their prefill. Absent in an older source's manifest: false.
+  bool recompute_only = false;
 
   StatusOr<std::vector<uint8_t>> encode() const;
   static StatusOr<Manifest> decode(std::span<const uint8_t> payload);

@@ -379,7 +379,9 @@ StatusOr<milliseconds> MigrationReconciler::loading(Step& s) {
     }
     s.status["transport"] = started->transport;
   }
-  s.enter("PreCopy", "the source agent streams its KV cache to " + target_name);
+  s.enter("PreCopy", s.str("mode") == "Recompute"
+                         ? "the source agent sends its sequences' token ids to " + target_name + " to recompute"
+                         : "the source agent streams its KV cache to " + target_name);
   return milliseconds(0);
 }
 

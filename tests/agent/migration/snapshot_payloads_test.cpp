@@ -230,6 +230,14 @@ TEST(SnapshotPayloads, ManifestDecodeRefusesBadDtypeDigestAndLayout) {
   expect_error(Manifest::decode(bytes_of_json(j)).status(), StatusCode::kInvalidArgument,
                "field 'weight_dtype' is \"f16\", expected \"F32\", \"F16\" or \"BF16\"");
   j = manifest_json();
+  j["recompute_only"] = "yes";
+  expect_error(Manifest::decode(bytes_of_json(j)).status(), StatusCode::kInvalidArgument,
+               "field 'recompute_only' is \"yes\", expected a boolean");
+  Manifest recompute = sample_manifest();
+  recompute.recompute_only = true;
+  EXPECT_EQ(*Manifest::decode(*recompute.encode()), recompute);
+  EXPECT_FALSE(Manifest::decode(*sample_manifest().encode())->recompute_only);  // absent: false
+  j = manifest_json();
   j["model_digest"] = "sha256:abc";
   expect_error(Manifest::decode(bytes_of_json(j)).status(), StatusCode::kInvalidArgument, "expected hex digits");
   j = manifest_json();

@@ -90,12 +90,13 @@ struct Cluster {
                                                                             int max_rounds = 8,
                                                                             int64_t slice_bytes = 4 << 20,
                                                                             double prefill_tokens_per_s = 0,
-                                                                            double downtime_budget_ms = 5) {
+                                                                            double downtime_budget_ms = 5,
+                                                                            const std::string& target_digest = "c0ffee12") {
     migration::SenderOptions so;
     so.fault = fault;
     auto t = migration::make_loopback_transport(so);
     migration::TargetPlan tp;
-    tp.model_digest = "c0ffee12";
+    tp.model_digest = target_digest;
     tp.timeout = std::chrono::milliseconds(5000);
     migration::TargetHooks th;
     th.on_imported = [&](const engine::SequenceSnapshot& snap, const nlohmann::json&) {
@@ -271,6 +272,29 @@ TEST(MigrationSession, RecomputeModeContinuesExactly) {
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_TRUE(src.rounds.empty());
   EXPECT_EQ(tgt.recomputed, tgt.sequences);
+  c.wait_done();
+  c.expect_exact();
+}
+
+// A new version of the model (another weights digest) on the target: a recompute migration
+// moves the sequences (token ids only; the target re-runs their prefill), a KV one is refused
+// and the source keeps them.
+TEST(MigrationSession, AnotherModelVersionTakesARecomputeMigrationButRefusesKv) {
+  {
+    Cluster c(3, 200);
+    ASSERT_TRUE(c.wait_tokens(10));
+    auto [src, tgt] = c.migrate(MigrationMode::kRecompute, {}, 8, 4 << 20, 0, 5, "beef0001");
+    ASSERT_EQ(src.result, "switched") << src.error;
+    EXPECT_EQ(tgt.recomputed, tgt.sequences);
+    c.wait_done();
+    c.expect_exact();  // the test's "new version" has the same weights: the tokens must not change
+  }
+  Cluster c(3, 200);
+  ASSERT_TRUE(c.wait_tokens(10));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv, {}, 8, 4 << 20, 0, 5, "beef0001");
+  EXPECT_NE(src.result, "switched");
+  EXPECT_EQ(tgt.result, "failed");
+  EXPECT_NE(tgt.error.find("only a recompute migration may change the weights"), std::string::npos) << tgt.error;
   c.wait_done();
   c.expect_exact();
 }
