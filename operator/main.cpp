@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   flags.add("leader-elect", "", "hold a coordination.k8s.io Lease; reconcile only while holding it");
   flags.add("leader-election-namespace", "NS", "the Lease's namespace (default: --namespace, else default)");
   flags.add("leader-election-id", "NAME", "the Lease's name (default hotswap-operator)");
+  flags.add("leader-election-lease-duration", "S", "seconds a follower waits before taking over a silent leader's Lease (default 15)");
+  flags.add("leader-election-renew-deadline", "S", "seconds a leader keeps trying to renew before it stops leading (default 10)");
+  flags.add("leader-election-retry-period", "S", "seconds between tries to take or renew the Lease (default 2)");
   flags.add("metrics-port", "P", "serve Prometheus metrics on :P/metrics (default 8080; 0: off)");
   flags.add("health-port", "P", "serve /healthz and /readyz on :P (default 8081; 0: off)");
   flags.add("bind-address", "ADDR", "address for the metrics and health endpoints (default 0.0.0.0)");
@@ -60,6 +63,14 @@ int main(int argc, char** argv) {
   for (auto [name, v] : {std::pair{"--metrics-port", *metrics_port}, std::pair{"--health-port", *health_port}})
     if (v < 0 || v > 65535) return fail(invalid_argument(std::string(name) + " must be in 0..65535"), 2);
   if (*workers < 1 || *workers > 64) return fail(invalid_argument("--workers must be in 1..64"), 2);
+  for (auto [name, out] : {std::pair{"leader-election-lease-duration", &o.lease_duration},
+                           std::pair{"leader-election-renew-deadline", &o.renew_deadline},
+                           std::pair{"leader-election-retry-period", &o.retry_period}}) {
+    auto v = flags.get_double(name, static_cast<double>(out->count()) / 1000.0);
+    if (!v.ok()) return fail(v.status(), 2);
+    if (!(*v > 0) || *v > 3600) return fail(invalid_argument(std::string("--") + name + " must be in (0, 3600] seconds"), 2);
+    *out = std::chrono::milliseconds(static_cast<int64_t>(*v * 1000));
+  }
   o.metrics_port = static_cast<int>(*metrics_port);
   o.health_port = static_cast<int>(*health_port);
   o.metrics_address = o.health_address = flags.get("bind-address", "0.0.0.0");

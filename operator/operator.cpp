@@ -230,6 +230,9 @@ StatusOr<std::unique_ptr<Operator>> Operator::start(const kube::RestClient& clie
     kube::LeaderElectionConfig lc;
     lc.lease_namespace = m.options.leader_election_namespace;
     lc.lease_name = m.options.leader_election_id;
+    lc.lease_duration = m.options.lease_duration;
+    lc.renew_deadline = m.options.renew_deadline;
+    lc.retry_period = m.options.retry_period;
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
     lc.identity = m.options.identity.empty() ? std::string(host) + "-" + std::to_string(getpid()) : m.options.identity;

@@ -28,6 +28,9 @@ struct OperatorOptions {
   std::string leader_election_namespace = "default";
   std::string leader_election_id = "hotswap-operator";
   std::string identity;  // "": hostname-pid
+  std::chrono::milliseconds lease_duration{15000};
+  std::chrono::milliseconds renew_deadline{10000};
+  std::chrono::milliseconds retry_period{2000};
   int workers = 4;       // per controller
   std::string metrics_address = "127.0.0.1";
   int metrics_port = 0;  // 0: no metrics endpoint

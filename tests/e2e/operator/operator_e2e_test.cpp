@@ -9,11 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
+#include <functional>
 #include <future>
 #include <set>
 #include <thread>
@@ -600,6 +603,70 @@ TEST_F(OperatorE2e, NewWeightsRollOverInRecomputeModeWithoutCuttingAStream) {
     const auto cmd = p["spec"]["containers"][0]["command"].dump();
     EXPECT_NE(cmd.find("tiny-v2"), std::string::npos) << cmd;
   }
+}
+
+// Two hotswap-operator processes with --leader-elect: one leads. It is killed with SIGKILL in the
+// middle of a migration; the other takes the Lease over once it expires and completes the
+// migration from the resource's status.
+TEST_F(OperatorE2e, KillingTheLeadingOperatorMidMigrationHandsItToTheStandbyWhichCompletesIt) {
+  operator_.reset();  // this test runs the real binary, twice
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 2; ++i) {
+    const std::string log = (dir_ / ("operator-" + std::to_string(i) + ".log")).string();
+    const std::string cmd = std::string(HOTSWAP_OPERATOR_BIN) + " --kubeconfig " + kubeconfig_ +
+                            " --leader-elect --leader-election-lease-duration 3 --leader-election-renew-deadline 2"
+                            " --leader-election-retry-period 0.5 --metrics-port 0 --health-port 0 --workers 2"
+                            " --agent-command " + HOTSWAP_AGENT_BIN + " --model-root " + model_root().string();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > " + log + " 2>&1").c_str(), nullptr);
+      ::_exit(127);
+    }
+    pids.push_back(pid);
+  }
+  auto stop_all = [&] {
+    for (pid_t p : pids) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    pids.clear();
+  };
+  struct Reaper {  // an ASSERT that returns early must not leave the operators running
+    std::function<void()> f;
+    ~Reaper() { f(); }
+  } reaper{stop_all};
+  auto holder = [&] {
+    auto lease = client().get(kube::ResourceRef::of("coordination.k8s.io", "v1", "leases").in("default").named("hotswap-operator"));
+    return lease.ok() ? lease->value("/spec/holderIdentity"_json_pointer, std::string()) : std::string();
+  };
+  deploy(2);
+  const std::string first = holder();
+  ASSERT_FALSE(first.empty());
+  pid_t leader = -1;
+  for (pid_t p : pids)
+    if (first.size() > std::to_string(p).size() && first.substr(first.rfind('-') + 1) == std::to_string(p)) leader = p;
+  ASSERT_NE(leader, -1) << "the Lease names " << first;
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  ASSERT_EQ(kubectl("cordon " + controllers::pod_node(pods()[0])).code, 0);
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& m : migrations())
+          if (m.value("/status/phase"_json_pointer, std::string()) == "TargetLoading") return true;
+        return false;
+      },
+      30s));
+  ::kill(leader, SIGKILL);
+  ::waitpid(leader, nullptr, 0);
+  pids.erase(std::find(pids.begin(), pids.end(), leader));
+  const json done = wait_migration_end(60s);
+  const std::string second = holder();
+  stop_all();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_NE(second, first) << "the standby took the Lease over";
+  EXPECT_EQ(migrations().size(), 1u);
+  expect_clients_saw_nothing(load.get());
 }
 
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
