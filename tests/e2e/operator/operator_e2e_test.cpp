@@ -669,6 +669,35 @@ TEST_F(OperatorE2e, KillingTheLeadingOperatorMidMigrationHandsItToTheStandbyWhic
   expect_clients_saw_nothing(load.get());
 }
 
+// A maintenance window on node-1 that opens in two minutes (within the five-minute lead): the
+// replica there moves before it opens, to a node outside the window.
+TEST_F(OperatorE2e, AMaintenanceWindowAboutToOpenMovesTheReplicasOffItsNodes) {
+  deploy(2);
+  std::string on_node1;
+  for (const auto& p : pods())
+    if (controllers::pod_node(p) == "node-1") on_node1 = kube::object_name(p);
+  ASSERT_FALSE(on_node1.empty()) << "the scheduler spreads the two replicas over node-1 and node-2";
+  auto load = start_load();
+  std::this_thread::sleep_for(1000ms);
+  const std::string start = controllers::format_rfc3339(controllers::now_unix_ms() / 1000 + 120);
+  auto r = client().patch(
+      deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
+      json{{"spec",
+            {{"migration",
+              {{"maintenanceWindows", json::array({{{"start", start},
+                                                    {"durationMinutes", 30},
+                                                    {"nodeSelector", {{"kubernetes.io/hostname", "node-1"}}}}})}}}}}});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const json done = wait_migration_end();
+  ASSERT_FALSE(done.is_null());
+  EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
+  EXPECT_EQ(done["spec"]["reason"], "Schedule");
+  EXPECT_EQ(done["status"]["sourcePod"], on_node1);
+  EXPECT_EQ(done["status"]["targetNode"], "node-3");
+  expect_clients_saw_nothing(load.get());
+  EXPECT_EQ(migrations().size(), 1u) << "the replica outside the window stays";
+}
+
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
   deploy(2);
   auto load = start_load();
