@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODELS ?= models
 
-.PHONY: all deps configure build test demo bench bench-migration fuzz format clean
+.PHONY: all deps configure build test demo bench bench-migration bench-operator fuzz format clean
 
 all: build
 
@@ -29,6 +29,10 @@ demo: build
 # Benchmarks: not part of `make test`. Writes docs/benchmarks.md.
 bench: build
 	@bash scripts/bench.sh $(BUILD) $(MODELS)
+
+# The operator at scale alone (make bench runs it too): docs/benchmarks-operator.md.
+bench-operator: build
+	@bash scripts/bench-operator.sh $(BUILD)
 
 # The migration benchmark alone (make bench runs it too): docs/benchmarks-migration.md.
 bench-migration: build

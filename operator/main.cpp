@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
 
   auto config = kube::resolve_config(flags.get("kubeconfig", ""), flags.get("context", ""));
   if (!config.ok()) return fail(config.status(), 2);
-  auto client = kube::RestClient::create(*config);
+  kube::RestClientOptions client_options;
+  client_options.user_agent = "hotswap-operator/0.1";
+  auto client = kube::RestClient::create(*config, client_options);
   if (!client.ok()) return fail(client.status(), 2);
 
   // SIGTERM and SIGINT are taken by sigwait; block them before any thread starts.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -89,11 +90,22 @@ struct Operator::Impl {
       for (auto& d : deployments->list()) deployment_queue.add(kube::object_key(*d));
     };
     node.on_add = [all_deployments](const json&) { all_deployments(); };
-    node.on_update = [all_deployments](const json& a, const json& b) {
+    // A node that got worse (cordoned, tainted, not Ready, GPU marked faulty) concerns the
+    // deployments with replicas on it, at once; one that got better may let any waiting
+    // migration go, which their periodic look finds.
+    node.on_update = [this, all_deployments](const json& a, const json& b) {
       const auto sa = node_state(a), sb = node_state(b);
-      if (sa.unschedulable != sb.unschedulable || sa.no_execute != sb.no_execute || sa.ready != sb.ready ||
-          sa.labels != sb.labels || sa.gpus != sb.gpus)
-        all_deployments();
+      if (sa.unschedulable == sb.unschedulable && sa.no_execute == sb.no_execute && sa.ready == sb.ready &&
+          sa.labels == sb.labels && sa.gpus == sb.gpus && sa.gpu_faulty == sb.gpu_faulty)
+        return;
+      const bool worse = (sb.unschedulable && !sa.unschedulable) || (sb.no_execute && !sa.no_execute) ||
+                         (!sb.ready && sa.ready) || (sb.gpu_faulty && !sa.gpu_faulty);
+      if (!worse) return all_deployments();
+      std::set<std::string> keys;
+      for (auto& p : pods->list())
+        if (pod_node(*p) == sb.name && !label(*p, kDeploymentLabel).empty())
+          keys.insert(kube::object_key(kube::object_namespace(*p), label(*p, kDeploymentLabel)));
+      for (const auto& k : keys) deployment_queue.add(k);
     };
     node.on_delete = [all_deployments](const json&) { all_deployments(); };
     (void)nodes->add_handlers(node);

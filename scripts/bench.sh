@@ -92,8 +92,14 @@ PY
   echo
   echo "Downtime against context length and transfer throughput: [benchmarks-migration.md](benchmarks-migration.md)"
   echo "(scripts/bench-migration.sh, run by \`make bench\` after this page)."
+  echo
+  echo "## The operator at scale"
+  echo
+  echo "Reconcile latency, API requests, memory and cordon-to-migration time with 1,000 replica Pods:"
+  echo "[benchmarks-operator.md](benchmarks-operator.md) (scripts/bench-operator.sh, run by \`make bench\` last)."
 } > "$out.new"
 if [ -f docs/benchmarks-notes.md ]; then cat docs/benchmarks-notes.md >> "$out.new"; fi
 mv "$out.new" "$out"
 echo "== wrote $out"
 bash scripts/bench-migration.sh "$build" "$models"
+bash scripts/bench-operator.sh "$build"

@@ -15,7 +15,11 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr milliseconds kResync{2000};  // load, windows and agents change without an API event
+// Load, maintenance windows and the agents' GPU health change without an API event: a deployment
+// that watches them is looked at this often; one that does not, at the slower period.
+constexpr milliseconds kResync{2000};
+constexpr milliseconds kIdleResync{30000};
+constexpr milliseconds kHealthPollPeriod{5000};
 
 std::string random_token() {
   std::random_device rd;
@@ -26,11 +30,6 @@ std::string random_token() {
     t += buf;
   }
   return t;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
 }
 
 struct Replica {
@@ -111,6 +110,7 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
     std::lock_guard<std::mutex> lk(mu_);
     load_.erase(key);
     ensured_.erase(key);
+    last_health_poll_ms_.erase(key);
     return ReconcileResult{};
   }
   if (md->contains("/metadata/deletionTimestamp"_json_pointer)) return ReconcileResult{};
@@ -197,7 +197,19 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
   }
 
   // The agents' load, for the load trigger and the choice of a replica to remove.
-  const bool poll_agents = spec.policy.enabled && (spec.policy.triggers.load || spec.policy.triggers.gpu_health);
+  // The agents' status: every resync for the load trigger; for GPU health every
+  // kHealthPollPeriod (a fault is rare, and a cluster has many agents).
+  const bool watch_load = spec.policy.enabled && spec.policy.triggers.load;
+  const bool watch_health = spec.policy.enabled && spec.policy.triggers.gpu_health;
+  bool poll_agents = watch_load;
+  if (watch_health) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto& last = last_health_poll_ms_[key];
+    if (now_ms - last >= kHealthPollPeriod.count()) {
+      last = now_ms;
+      poll_agents = true;
+    }
+  }
   int64_t staying = 0;
   for (auto& r : replicas) staying += leaving.count(r.name) ? 0 : 1;
   const bool scaling_down = staying > spec.replicas;
@@ -266,7 +278,7 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
       if (!d.target.pod.empty()) target["pod"] = d.target.pod;
       else if (!d.target.node.empty()) target["nodeName"] = d.target.node;
       const std::string reason = policy::reason_name(d.reason);
-      const std::string name = spec.name + "-" + lower(reason) + "-" + random_suffix();
+      const std::string name = spec.name + "-" + ascii_lower(reason) + "-" + random_suffix();
       json mm = {{"apiVersion", "hotswap.io/v1alpha1"},
                  {"kind", "ModelMigration"},
                  {"metadata",
@@ -364,7 +376,9 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
                                         {"replicaStatuses", statuses},
                                         {"activeMigrations", active_names},
                                         {"conditions", conditions}}));
-  return ReconcileResult{kResync};
+  return ReconcileResult{watch_load || !spec.policy.windows.empty() || scaling_down
+                             ? kResync
+                             : (watch_health ? kHealthPollPeriod : kIdleResync)};
 }
 
 }  // namespace hotswap::controllers

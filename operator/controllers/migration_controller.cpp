@@ -23,11 +23,6 @@ bool before_switch(const std::string& phase) {
          phase == "PreCopy";
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 std::string mib(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f MiB", bytes / 1048576.0);
@@ -368,7 +363,7 @@ StatusOr<milliseconds> MigrationReconciler::loading(Step& s) {
     call.target = agent_url(*target);
     call.token = *token;
     call.id = id;
-    call.mode = lower(s.str("mode"));
+    call.mode = ascii_lower(s.str("mode"));
     call.downtime_budget_ms = static_cast<double>(s.spec.downtime_budget_ms);
     call.bandwidth_cap_bytes_per_s = s.spec.bandwidth_limit_bytes_per_s;
     call.transport = "auto";

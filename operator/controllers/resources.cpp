@@ -1,5 +1,6 @@
 #include "operator/controllers/resources.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -25,16 +26,18 @@ kube::ResourceRef events_ref() { return kube::ResourceRef::core("events"); }
 
 namespace {
 
+// "service.port" -> /service/port
+json::json_pointer dotted_pointer(const std::string& path) {
+  std::string s = "/" + path;
+  std::replace(s.begin(), s.end(), '.', '/');
+  return json::json_pointer(s);
+}
+
 // The value at a path, when it is of the wanted JSON type; nullopt when missing; an error naming
 // the field when it has another type.
 template <typename T>
 StatusOr<std::optional<T>> field(const json& object, const std::string& path) {
-  const json::json_pointer p("/" + [&] {
-    std::string s = path;
-    for (auto& c : s)
-      if (c == '.') c = '/';
-    return s;
-  }());
+  const json::json_pointer p = dotted_pointer(path);
   if (!object.contains(p) || object[p].is_null()) return std::optional<T>();
   const json& v = object[p];
   if constexpr (std::is_same_v<T, bool>) {
@@ -57,12 +60,7 @@ Status read(const json& object, const std::string& path, T* out) {
 }
 
 Status read_strings(const json& object, const std::string& path, std::vector<std::string>* out) {
-  const json::json_pointer p("/" + [&] {
-    std::string s = path;
-    for (auto& c : s)
-      if (c == '.') c = '/';
-    return s;
-  }());
+  const json::json_pointer p = dotted_pointer(path);
   if (!object.contains(p) || object[p].is_null()) return Status();
   const json& v = object[p];
   if (!v.is_array()) return invalid_argument(path + ": must be a list of strings, got " + v.dump());
@@ -410,6 +408,11 @@ StatusOr<std::string> token_from_secret(const json& secret) {
   if (string_data.contains(kControlTokenKey) && string_data[kControlTokenKey].is_string())
     return string_data[kControlTokenKey].get<std::string>();
   return not_found("Secret " + kube::object_name(secret) + " has no key '" + kControlTokenKey + "'");
+}
+
+std::string ascii_lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
 }
 
 std::string random_suffix(size_t length) {

@@ -114,6 +114,9 @@ nlohmann::json control_secret(const DeploymentSpec& spec, const std::string& tok
 // The token of a control Secret (data, base64, or stringData); kNotFound without one.
 StatusOr<std::string> token_from_secret(const nlohmann::json& secret);
 
+// "Maintenance" -> "maintenance", "KV" -> "kv" (names and modes are ASCII).
+std::string ascii_lower(std::string s);
+
 // A random lowercase [a-z0-9] suffix for generated names.
 std::string random_suffix(size_t length = 5);
 

@@ -119,6 +119,8 @@ struct ApiServer::Impl : std::enable_shared_from_this<ApiServer::Impl> {
   ApiObjects api{store, registry};
   Controllers controllers{api};
   std::unique_ptr<web::http::experimental::listener::http_listener> listener;
+  std::mutex requests_mu;
+  std::map<std::string, int64_t> requests_by_agent;  // User-Agent -> requests
 
   std::mutex watches_mu;
   std::map<WatchConn*, std::shared_ptr<WatchConn>> watches;
@@ -166,6 +168,11 @@ struct ApiServer::Impl : std::enable_shared_from_this<ApiServer::Impl> {
 };
 
 void ApiServer::Impl::handle(http_request req) {
+  {
+    auto ua = req.headers().find("User-Agent");
+    std::lock_guard<std::mutex> lk(requests_mu);
+    ++requests_by_agent[ua == req.headers().end() ? std::string() : ua->second];
+  }
   std::string path = req.relative_uri().path();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   if (path == "/healthz" || path == "/livez" || path == "/readyz") {
@@ -636,6 +643,11 @@ void ApiServer::stop() {
   if (!impl_->options.state_file.empty()) {
     if (Status st = impl_->save_state(); !st.ok()) log_warn("state file: " + st.message());
   }
+}
+
+std::map<std::string, int64_t> ApiServer::requests_by_user_agent() const {
+  std::lock_guard<std::mutex> lk(impl_->requests_mu);
+  return impl_->requests_by_agent;
 }
 
 std::string ApiServer::url() const { return impl_->url(); }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,8 @@ class ApiServer {
   // Ends the open watches, stops listening, saves the state file. Idempotent.
   void stop();
   std::string url() const;  // "http://127.0.0.1:PORT"
+  // Requests received so far by User-Agent (a watch counts once), for the operator benchmark.
+  std::map<std::string, int64_t> requests_by_user_agent() const;
 
   ApiObjects& api();
   ObjectStore& store();
