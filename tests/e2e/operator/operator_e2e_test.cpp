@@ -489,12 +489,12 @@ TEST_F(OperatorE2e, ADrainWaitsForTheLiveMigrationAndThenCompletes) {
   for (const auto& p : pods()) EXPECT_NE(controllers::pod_node(p), node);
 }
 
-// Load: one replica on a t4-sim card with room for two sequences; eight requests keep its queue
-// full for longer than sustainSeconds, so it moves to the faster a100-sim; once the load has
+// Load: one replica on a t4-sim card with room for one sequence; eight requests, four at a time,
+// keep its queue full for several resyncs, longer than sustainSeconds, so it moves to the faster a100-sim; once the load has
 // ended and the queue stayed empty, it moves back to the cheaper t4-sim.
 TEST_F(OperatorE2e, LoadPressureMovesAReplicaToAFasterClassAndQuietBackToACheaperOne) {
   json md_object = deployment(1);
-  md_object["spec"]["engine"]["maxNumSeqs"] = 2;
+  md_object["spec"]["engine"]["maxNumSeqs"] = 1;
   md_object["spec"]["migration"]["triggers"] = {{"load", true}};
   md_object["spec"]["migration"]["loadPolicy"] = {{"fasterClasses", {"a100-sim"}}, {"cheaperClasses", {"t4-sim"}},
                                                   {"queueDepthHigh", 2}, {"queueDepthLow", 0},
@@ -514,7 +514,10 @@ TEST_F(OperatorE2e, LoadPressureMovesAReplicaToAFasterClassAndQuietBackToACheape
           if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") up = m;
         return !up.is_null();
       },
-      60s));
+      60s))
+      << "load " << (load.wait_for(0s) == std::future_status::ready ? "ended" : "running") << "; migrations "
+      << json(migrations()).dump() << "; deployment " << md().dump() << "; operator metrics:\n"
+      << operator_->metrics_text();
   EXPECT_EQ(up["spec"]["reason"], "Load");
   EXPECT_EQ(up["status"]["targetGpuClass"], "a100-sim") << up.dump(2);
   expect_clients_saw_nothing(load.get());
