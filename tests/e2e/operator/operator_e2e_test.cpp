@@ -701,6 +701,33 @@ TEST_F(OperatorE2e, AMaintenanceWindowAboutToOpenMovesTheReplicasOffItsNodes) {
   EXPECT_EQ(migrations().size(), 1u) << "the replica outside the window stays";
 }
 
+// What the schema cannot say (here: queueDepthLow must be below queueDepthHigh) the operator
+// refuses: condition Degraded with the field named, an Event, and no Pod made.
+TEST_F(OperatorE2e, ASpecTheSchemaAcceptsButTheOperatorCannotUseIsDegradedNamingTheField) {
+  json bad = deployment(2);
+  bad["spec"]["migration"]["loadPolicy"] = {{"queueDepthHigh", 4}, {"queueDepthLow", 4}};
+  ASSERT_TRUE(client().create(deployments_ref().in("default"), bad).ok());
+  std::string message;
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& c : md().value("/status/conditions"_json_pointer, json::array()))
+          if (c["type"] == "Degraded" && c["status"] == "True") message = c.value("message", std::string());
+        return !message.empty();
+      },
+      20s))
+      << md().dump(2);
+  EXPECT_NE(message.find("spec.migration.loadPolicy"), std::string::npos) << message;
+  EXPECT_NE(message.find("queueDepthLow"), std::string::npos) << message;
+  EXPECT_TRUE(pods().empty());
+  Shell events = kubectl("get events -o json");
+  EXPECT_NE(events.output.find("InvalidSpec"), std::string::npos) << events.output;
+  // Fixed, it goes on.
+  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
+                          json{{"spec", {{"migration", {{"loadPolicy", {{"queueDepthLow", 1}}}}}}}});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(wait_ready(2)) << md().dump(2);
+}
+
 TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
   deploy(2);
   auto load = start_load();
