@@ -9,6 +9,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "operator/controllers/agent_poller.h"
 #include "operator/controllers/cluster_view.h"
 #include "operator/controllers/deployment_controller.h"
 #include "operator/controllers/migration_controller.h"
@@ -32,6 +33,7 @@ struct Operator::Impl {
   kube::WorkQueue deployment_queue, migration_queue;
   std::unique_ptr<DeploymentReconciler> deployment_reconciler;
   std::unique_ptr<MigrationReconciler> migration_reconciler;
+  std::unique_ptr<AgentPoller> poller;
   std::unique_ptr<kube::LeaderElector> elector;
   std::unique_ptr<http::Listener> metrics_listener, health_listener;
   std::mutex workers_mu;
@@ -146,6 +148,7 @@ struct Operator::Impl {
       workers.emplace_back([this] { work("modeldeployment", deployment_queue, *deployment_reconciler); });
       workers.emplace_back([this] { work("modelmigration", migration_queue, *migration_reconciler); });
     }
+    poller->start();
     log_info("hotswap-operator: leading; " + std::to_string(options.workers) + " workers per controller");
   }
 
@@ -154,6 +157,7 @@ struct Operator::Impl {
     {
       std::lock_guard<std::mutex> lk(workers_mu);
       stopping.store(true);
+      if (poller) poller->stop();
       deployment_queue.shutdown();
       migration_queue.shutdown();
       joined.swap(workers);
@@ -204,6 +208,10 @@ StatusOr<std::unique_ptr<Operator>> Operator::start(const kube::RestClient& clie
   m.view.nodes = m.nodes.get();
   m.view.metrics = &m.metrics;
   m.view.runtime = m.options.runtime;
+  m.poller = std::make_unique<AgentPoller>(m.view, [raw_queue = &m.deployment_queue](const std::string& key) {
+    raw_queue->add(key);
+  });
+  m.view.agents = m.poller.get();
   m.deployment_reconciler = std::make_unique<DeploymentReconciler>(m.view);
   m.migration_reconciler = std::make_unique<MigrationReconciler>(m.view);
   m.wire_handlers();

@@ -43,6 +43,8 @@ class Expectations {
   std::map<std::string, std::map<std::string, Clock::time_point>> expected_;
 };
 
+class AgentPoller;
+
 struct ClusterView {
   const kube::RestClient* client = nullptr;
   kube::Informer* deployments = nullptr;
@@ -50,6 +52,7 @@ struct ClusterView {
   kube::Informer* pods = nullptr;
   kube::Informer* nodes = nullptr;
   OperatorMetrics* metrics = nullptr;
+  AgentPoller* agents = nullptr;  // the agents' last status (agent_poller.h); may be null
   AgentRuntime runtime;
   std::chrono::milliseconds agent_timeout{3000};  // a control API call to an agent
 

@@ -6,6 +6,7 @@
 
 #include "agent/server/migration_client.h"
 #include "common/log.h"
+#include "operator/controllers/agent_poller.h"
 #include "operator/kube/object.h"
 
 namespace hotswap::controllers {
@@ -15,8 +16,9 @@ using std::chrono::milliseconds;
 
 namespace {
 
-// Load, maintenance windows and the agents' GPU health change without an API event: a deployment
-// that watches them is looked at this often; one that does not, at the slower period.
+// Maintenance windows open without an API event: a deployment with one is looked at this often
+// (the agent poller queues those whose load or GPU health it polled); the others at the slower
+// period. kHealthPollPeriod: how old an agent's answer may be (x3) for GPU health alone.
 constexpr milliseconds kResync{2000};
 constexpr milliseconds kIdleResync{30000};
 constexpr milliseconds kHealthPollPeriod{5000};
@@ -110,7 +112,6 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
     std::lock_guard<std::mutex> lk(mu_);
     load_.erase(key);
     ensured_.erase(key);
-    last_health_poll_ms_.erase(key);
     return ReconcileResult{};
   }
   if (md->contains("/metadata/deletionTimestamp"_json_pointer)) return ReconcileResult{};
@@ -196,33 +197,24 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
       if (Status st = view_.set_serving(spec.ns, r.name, true, "AgentReady"); !st.ok()) return st;
   }
 
-  // The agents' load, for the load trigger and the choice of a replica to remove.
-  // The agents' status: every resync for the load trigger; for GPU health every
-  // kHealthPollPeriod (a fault is rare, and a cluster has many agents).
+  // The agents' status, as the poller last fetched it (agent_poller.h); a scale-down that has to
+  // choose by open requests asks at once when it has no recent answer.
   const bool watch_load = spec.policy.enabled && spec.policy.triggers.load;
-  const bool watch_health = spec.policy.enabled && spec.policy.triggers.gpu_health;
-  bool poll_agents = watch_load;
-  if (watch_health) {
-    std::lock_guard<std::mutex> lk(mu_);
-    auto& last = last_health_poll_ms_[key];
-    if (now_ms - last >= kHealthPollPeriod.count()) {
-      last = now_ms;
-      poll_agents = true;
-    }
-  }
   int64_t staying = 0;
   for (auto& r : replicas) staying += leaving.count(r.name) ? 0 : 1;
   const bool scaling_down = staying > spec.replicas;
+  const auto max_age = std::chrono::duration_cast<milliseconds>(3 * (watch_load ? kResync : kHealthPollPeriod));
   std::map<std::string, json> agent_status;
-  if (poll_agents || scaling_down) {
-    auto token = view_.control_token(spec.ns, spec.name);
-    if (token.ok()) {
-      for (auto& r : replicas) {
-        if (pod_condition(*r.pod, "Ready") != "True") continue;
-        auto st = agent::control_call(agent_url(*r.pod), *token, "GET", "/control/v1/status", json(), view_.agent_timeout);
-        if (st.ok()) agent_status[r.name] = std::move(st).value();
-      }
-    }
+  auto collect = [&] {
+    agent_status.clear();
+    if (!view_.agents) return;
+    for (auto& r : replicas)
+      if (auto st = view_.agents->get(spec.ns, r.name, max_age)) agent_status[r.name] = std::move(*st);
+  };
+  collect();
+  if (scaling_down && view_.agents && agent_status.size() < replicas.size()) {
+    view_.agents->poll(spec);
+    collect();
   }
 
   policy::Snapshot snap;
@@ -376,9 +368,8 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
                                         {"replicaStatuses", statuses},
                                         {"activeMigrations", active_names},
                                         {"conditions", conditions}}));
-  return ReconcileResult{watch_load || !spec.policy.windows.empty() || scaling_down
-                             ? kResync
-                             : (watch_health ? kHealthPollPeriod : kIdleResync)};
+  // The poller queues the deployments it polled; the rest are looked at now and then.
+  return ReconcileResult{!spec.policy.windows.empty() || scaling_down ? kResync : kIdleResync};
 }
 
 }  // namespace hotswap::controllers

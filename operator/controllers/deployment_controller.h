@@ -45,7 +45,6 @@ class DeploymentReconciler {
   std::mutex mu_;
   std::map<std::string, std::map<std::string, policy::LoadMemory>> load_;  // deployment key -> pod -> memory
   std::map<std::string, std::string> ensured_;  // deployment key -> uid/generation whose objects exist
-  std::map<std::string, int64_t> last_health_poll_ms_;  // deployment key -> when its agents were last asked
 };
 
 }  // namespace hotswap::controllers
