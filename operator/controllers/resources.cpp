@@ -423,31 +423,51 @@ std::string random_suffix(size_t length) {
   return s;
 }
 
+namespace {
+
+// The member at a/b (and c) of an object, or null; no copies (these run over every cached Pod on
+// every reconcile).
+const json* member(const json& o, const char* key) {
+  if (!o.is_object()) return nullptr;
+  auto it = o.find(key);
+  return it == o.end() ? nullptr : &*it;
+}
+const json* member(const json& o, const char* a, const char* b) {
+  const json* x = member(o, a);
+  return x ? member(*x, b) : nullptr;
+}
+std::string string_at(const json* v) { return v && v->is_string() ? v->get<std::string>() : std::string(); }
+
+}  // namespace
+
 bool pod_terminating(const json& pod) {
-  if (pod.contains("/metadata/deletionTimestamp"_json_pointer)) return true;
-  const std::string phase = pod.value("/status/phase"_json_pointer, std::string());
+  if (member(pod, "metadata", "deletionTimestamp")) return true;
+  const std::string phase = string_at(member(pod, "status", "phase"));
   return phase == "Succeeded" || phase == "Failed";
 }
 
 std::string pod_condition(const json& pod, const std::string& type) {
-  for (const auto& c : pod.value("/status/conditions"_json_pointer, json::array()))
-    if (c.value("type", std::string()) == type) return c.value("status", std::string());
+  const json* conditions = member(pod, "status", "conditions");
+  if (!conditions || !conditions->is_array()) return "";
+  for (const auto& c : *conditions)
+    if (string_at(member(c, "type")) == type) return string_at(member(c, "status"));
   return "";
 }
 
-std::string pod_ip(const json& pod) { return pod.value("/status/podIP"_json_pointer, std::string()); }
-std::string pod_node(const json& pod) { return pod.value("/spec/nodeName"_json_pointer, std::string()); }
+std::string pod_ip(const json& pod) { return string_at(member(pod, "status", "podIP")); }
+std::string pod_node(const json& pod) { return string_at(member(pod, "spec", "nodeName")); }
 
 int64_t pod_gpus(const json& pod) {
   int64_t total = 0;
-  for (const auto& c : pod.value("/spec/containers"_json_pointer, json::array())) {
-    const json res = c.value("resources", json::object());
+  const json* containers = member(pod, "spec", "containers");
+  if (!containers || !containers->is_array()) return 0;
+  for (const auto& c : *containers) {
     for (const char* kind : {"limits", "requests"}) {
-      const json m = res.value(kind, json::object());
-      if (!m.contains(kGpuResource)) continue;
-      const json& v = m[kGpuResource];
-      if (v.is_number_integer()) total += v.get<int64_t>();
-      else if (v.is_string()) total += std::atoll(v.get<std::string>().c_str());
+      const json* v = member(c, "resources", kind);
+      v = v ? member(*v, kGpuResource) : nullptr;
+      if (!v) continue;
+      if (v->is_number_integer()) total += v->get<int64_t>();
+      else if (v->is_string()) total += std::atoll(v->get<std::string>().c_str());
       break;  // limits win over requests
     }
   }
@@ -455,35 +475,36 @@ int64_t pod_gpus(const json& pod) {
 }
 
 std::string label(const json& object, const std::string& key) {
-  const json labels = object.value("/metadata/labels"_json_pointer, json::object());
-  return labels.is_object() ? labels.value(key, std::string()) : std::string();
+  const json* labels = member(object, "metadata", "labels");
+  return labels ? string_at(member(*labels, key.c_str())) : std::string();
 }
 
 std::string annotation(const json& object, const std::string& key) {
-  const json a = object.value("/metadata/annotations"_json_pointer, json::object());
-  return a.is_object() ? a.value(key, std::string()) : std::string();
+  const json* a = member(object, "metadata", "annotations");
+  return a ? string_at(member(*a, key.c_str())) : std::string();
 }
 
 policy::NodeState node_state(const json& node) {
   policy::NodeState n;
   n.name = kube::object_name(node);
-  const json labels = node.value("/metadata/labels"_json_pointer, json::object());
-  for (const auto& [k, v] : labels.items())
-    if (v.is_string()) n.labels[k] = v.get<std::string>();
+  if (const json* labels = member(node, "metadata", "labels"); labels && labels->is_object())
+    for (const auto& [k, v] : labels->items())
+      if (v.is_string()) n.labels[k] = v.get<std::string>();
   n.gpu_class = label(node, kGpuClassLabel);
-  const json alloc = node.value("/status/allocatable"_json_pointer,
-                                node.value("/status/capacity"_json_pointer, json::object()));
-  if (alloc.contains(kGpuResource)) {
-    const json& v = alloc[kGpuResource];
-    n.gpus = v.is_number_integer() ? v.get<int64_t>() : std::atoll(v.get<std::string>().c_str());
-  }
+  const json* alloc = member(node, "status", "allocatable");
+  if (!alloc) alloc = member(node, "status", "capacity");
+  if (const json* v = alloc ? member(*alloc, kGpuResource) : nullptr)
+    n.gpus = v->is_number_integer() ? v->get<int64_t>() : v->is_string() ? std::atoll(v->get<std::string>().c_str()) : 0;
   n.ready = false;
-  for (const auto& c : node.value("/status/conditions"_json_pointer, json::array()))
-    if (c.value("type", std::string()) == "Ready") n.ready = c.value("status", std::string()) == "True";
-  n.unschedulable = node.value("/spec/unschedulable"_json_pointer, false);
+  if (const json* conditions = member(node, "status", "conditions"); conditions && conditions->is_array())
+    for (const auto& c : *conditions)
+      if (string_at(member(c, "type")) == "Ready") n.ready = string_at(member(c, "status")) == "True";
+  const json* unschedulable = member(node, "spec", "unschedulable");
+  n.unschedulable = unschedulable && unschedulable->is_boolean() && unschedulable->get<bool>();
   n.gpu_faulty = !annotation(node, kGpuFaultAnnotation).empty();
-  for (const auto& t : node.value("/spec/taints"_json_pointer, json::array()))
-    if (t.value("effect", std::string()) == "NoExecute") n.no_execute = true;
+  if (const json* taints = member(node, "spec", "taints"); taints && taints->is_array())
+    for (const auto& t : *taints)
+      if (string_at(member(t, "effect")) == "NoExecute") n.no_execute = true;
   return n;
 }
 
