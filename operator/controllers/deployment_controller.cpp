@@ -147,20 +147,25 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
   // Sources that are leaving: moved by a migration that runs or completed (the Pod cache may
   // not show a completed migration's source deleted yet). They are not counted as replicas.
   std::set<std::string> leaving;
+  std::map<std::string, std::pair<int, int64_t>> failures;  // source pod -> failed migrations, the last's end
   for (auto& m : view_.migrations_of(spec.ns, spec.name)) {
     if (m->value("/spec/reason"_json_pointer, std::string()) == "Load") {
       auto t = parse_rfc3339(kube::metadata_field(*m, "creationTimestamp"));
       if (t.ok()) last_load_move = std::max(last_load_move, *t);
     }
     const std::string phase = m->value("/status/phase"_json_pointer, std::string());
+    const std::string src = m->value("/status/sourcePod"_json_pointer, m->value("/spec/replica"_json_pointer, std::string()));
     if (phase != "Failed") {
-      const std::string src = m->value("/status/sourcePod"_json_pointer, m->value("/spec/replica"_json_pointer, std::string()));
       if (!src.empty()) leaving.insert(src);
+    } else if (!src.empty()) {
+      auto& f = failures[src];
+      ++f.first;
+      if (auto t = parse_rfc3339(m->value("/status/completionTime"_json_pointer, std::string())); t.ok())
+        f.second = std::max(f.second, *t);
     }
     if (migration_terminal(*m)) continue;
     const std::string n = kube::object_name(*m);
     active[n] = *m;
-    const std::string src = m->value("/status/sourcePod"_json_pointer, m->value("/spec/replica"_json_pointer, std::string()));
     if (!src.empty()) moving[src] = n;
     if (m->contains("/spec/target/pod"_json_pointer)) moving[m->value("/spec/target/pod"_json_pointer, std::string())] = n;
   }
@@ -234,6 +239,10 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
     rs.gpu_class = node_class[rs.node];
     rs.serving = pod_condition(*r.pod, "Ready") == "True" && pod_condition(*r.pod, kServingGate) == "True";
     rs.migrating = !r.migration.empty();
+    // A replica whose migrations failed is tried again only after a backoff, so that a trigger that
+    // keeps holding (a dead node, a target that keeps crashing) does not make one a second.
+    if (auto f = failures.find(r.name); f != failures.end() && now_ms / 1000 < f->second.second + retry_backoff_seconds(f->second.first))
+      rs.migrating = true;
     rs.model_current = annotation(*r.pod, kModelHashAnnotation) == want_model;
     rs.kv_layout_current = annotation(*r.pod, kKvLayoutAnnotation) == want_layout;
     if (auto it = agent_status.find(r.name); it != agent_status.end()) {

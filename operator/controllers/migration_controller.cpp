@@ -276,7 +276,8 @@ StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
     if (n.name == from.node) from.gpu_class = n.gpu_class;
   policy::TargetConstraints c;
   c.node = target.value("nodeName", std::string());
-  for (const auto& [k, v] : target.value("nodeSelector", json::object()).items())
+  const json node_selector = target.value("nodeSelector", json::object());  // items() must not outlive it
+  for (const auto& [k, v] : node_selector.items())
     if (v.is_string()) c.node_selector[k] = v.get<std::string>();
   if (target.contains("gpuClass")) c.gpu_classes = {target["gpuClass"].get<std::string>()};
   // A load move may stay on its node (another GPU of another class); every other reason leaves it.

@@ -410,6 +410,13 @@ StatusOr<std::string> token_from_secret(const json& secret) {
   return not_found("Secret " + kube::object_name(secret) + " has no key '" + kControlTokenKey + "'");
 }
 
+int64_t retry_backoff_seconds(int failed_migrations) {
+  if (failed_migrations <= 0) return 0;
+  int64_t s = 30;
+  for (int i = 1; i < failed_migrations && s < 600; ++i) s *= 2;
+  return std::min<int64_t>(s, 600);
+}
+
 std::string ascii_lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;

@@ -114,6 +114,10 @@ nlohmann::json control_secret(const DeploymentSpec& spec, const std::string& tok
 // The token of a control Secret (data, base64, or stringData); kNotFound without one.
 StatusOr<std::string> token_from_secret(const nlohmann::json& secret);
 
+// How long after its n-th failed migration (n >= 1) a replica may be moved again: 30 s, doubling,
+// at most 10 minutes.
+int64_t retry_backoff_seconds(int failed_migrations);
+
 // "Maintenance" -> "maintenance", "KV" -> "kv" (names and modes are ASCII).
 std::string ascii_lower(std::string s);
 

@@ -440,6 +440,9 @@ TEST_F(OperatorE2e, ATargetThatDiesBeforeTheSwitchRollsBackAndTheSourceKeepsServ
   ASSERT_TRUE(src.ok());
   EXPECT_EQ(controllers::pod_condition(*src, controllers::kServingGate), "True");
   expect_clients_saw_nothing(load.get());
+  // The node is still cordoned, but the replica is tried again only after a backoff (30 s).
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(migrations().size(), 1u) << "a failed migration is not retried at once";
 }
 
 TEST_F(OperatorE2e, AGpuFaultReportedByAnAgentMovesItsReplicaAndMarksTheNode) {

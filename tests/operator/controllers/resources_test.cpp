@@ -212,6 +212,16 @@ TEST(NodeState, ReadsCordonTaintsReadinessAndGpus) {
   EXPECT_FALSE(n.ready || n.unschedulable || n.no_execute);
 }
 
+TEST(RetryBackoff, DoublesFromThirtySecondsUpToTenMinutes) {
+  EXPECT_EQ(retry_backoff_seconds(0), 0);
+  EXPECT_EQ(retry_backoff_seconds(1), 30);
+  EXPECT_EQ(retry_backoff_seconds(2), 60);
+  EXPECT_EQ(retry_backoff_seconds(3), 120);
+  EXPECT_EQ(retry_backoff_seconds(5), 480);
+  EXPECT_EQ(retry_backoff_seconds(6), 600);
+  EXPECT_EQ(retry_backoff_seconds(100), 600);
+}
+
 TEST(Conditions, KeepTheirTransitionTimeWhileTheStatusHolds) {
   json prev = json::array({condition("Available", true, "R", "m", 1, json::array(), 1000)});
   json same = condition("Available", true, "R2", "m2", 2, prev, 2000);
