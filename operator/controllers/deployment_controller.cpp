@@ -187,6 +187,13 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
         continue;
       }
     }
+    if (p->value("/status/phase"_json_pointer, std::string()) == "Failed" && !moving.count(kube::object_name(*p))) {
+      // A replica Pod that failed for good (evicted, its node lost) serves nothing: it is replaced.
+      log_warn("modeldeployment " + key + ": replacing failed replica pod " + kube::object_name(*p));
+      view_.record_event(*md, "Warning", "ReplicaFailed", "replacing failed replica pod " + kube::object_name(*p));
+      (void)view_.client->remove(pods_ref().in(spec.ns).named(kube::object_name(*p)));
+      continue;
+    }
     Replica r{p, kube::object_name(*p), "", ""};
     if (leaving.count(r.name) && !moving.count(r.name)) continue;  // its migration completed: it goes
     if (auto it = moving.find(r.name); it != moving.end()) {

@@ -288,6 +288,21 @@ TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetAndToken) {
   EXPECT_NE(table.output.find("tiny"), std::string::npos) << table.output;
 }
 
+TEST_F(OperatorE2e, AReplicaPodThatFailedIsReplaced) {
+  deploy(2);
+  const std::string failed = kube::object_name(pods()[0]);
+  auto r = client().patch(pods_ref().in("default").named(failed).sub("status"), kube::PatchType::kMerge,
+                          json{{"status", {{"phase", "Failed"}, {"reason", "Evicted"}}}});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto ps = pods();
+        return ps.size() == 2 && kube::object_name(ps[0]) != failed && kube::object_name(ps[1]) != failed;
+      },
+      30s));
+  EXPECT_TRUE(wait_ready(2)) << md().dump(2);
+}
+
 TEST_F(OperatorE2e, CordoningANodeMovesItsReplicaLiveAndNoStreamNoticesIt) {
   deploy(2);
   auto load = start_load();
