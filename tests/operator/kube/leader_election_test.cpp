@@ -144,7 +144,8 @@ TEST_F(LeaderElectionTest, TwoCandidatesNeverLeadTogetherAndHandOver) {
   EXPECT_LT(Clock::now() - t0, milliseconds(1000));  // a retry period or so, not a lease duration
   EXPECT_EQ(lease().holder_identity, follower_id);
   EXPECT_EQ(lease().lease_transitions, 1);
-  EXPECT_EQ(a_started.load() + b_started.load(), 2);
+  // is_leader() turns true just before on_started_leading runs, on the elector's thread.
+  EXPECT_TRUE(eventually([&] { return a_started.load() + b_started.load() == 2; }, milliseconds(1000)));
   if (leader == b.get()) {
     std::lock_guard<std::mutex> lk(seen_mu);
     EXPECT_EQ(a_saw.front(), "op-b");  // a saw b lead before it led itself
