@@ -91,14 +91,18 @@ void Scheduler::run() {
 void Scheduler::schedule(const std::string& key) {
   auto pod = pods_.get(key);
   if (!pod || !wants_scheduling(*pod, options_.scheduler_name)) return;
-  std::vector<json> nodes, bound;
-  for (const auto& n : nodes_.list()) nodes.push_back(*n);
-  for (const auto& p : pods_.list())
-    if (!p->value("/spec/nodeName"_json_pointer, std::string()).empty() && !finished(*p)) bound.push_back(*p);
+  // The caches' objects are shared and immutable: hold them, do not copy them (a cluster of a
+  // thousand Pods would copy them all for every binding).
+  const auto node_objects = nodes_.list();
+  const auto pod_objects = pods_.list();
+  std::vector<const json*> nodes, bound;
+  for (const auto& n : node_objects) nodes.push_back(n.get());
+  for (const auto& p : pod_objects)
+    if (!p->value("/spec/nodeName"_json_pointer, std::string()).empty() && !finished(*p)) bound.push_back(p.get());
   const std::string ns = (*pod)["metadata"].value("namespace", std::string());
   const std::string name = (*pod)["metadata"].value("name", std::string());
   const auto pod_ref = kube::ResourceRef::core("pods").in(ns).named(name);
-  auto chosen = choose_node(*pod, nodes, bound);
+  auto chosen = choose_node_among(*pod, nodes, bound);
   if (!chosen.ok()) {
     // Say why in the Pod's status, once per distinct reason; retried by the sweep.
     json cond = {{"type", "PodScheduled"}, {"status", "False"}, {"reason", "Unschedulable"},

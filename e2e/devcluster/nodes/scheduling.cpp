@@ -104,19 +104,28 @@ bool node_matches_selectors(const json& pod, const json& node) {
 }
 
 StatusOr<std::string> choose_node(const json& pod, const std::vector<json>& nodes, const std::vector<json>& bound_pods) {
+  std::vector<const json*> n, b;
+  for (const auto& x : nodes) n.push_back(&x);
+  for (const auto& x : bound_pods) b.push_back(&x);
+  return choose_node_among(pod, n, b);
+}
+
+StatusOr<std::string> choose_node_among(const json& pod, const std::vector<const json*>& nodes,
+                                        const std::vector<const json*>& bound_pods) {
   std::map<std::string, int64_t> gpus_used;
   std::map<std::string, int> pods_on;
-  for (const auto& p : bound_pods) {
-    const std::string n = p.value("/spec/nodeName"_json_pointer, std::string());
+  for (const json* p : bound_pods) {
+    const std::string n = p->value("/spec/nodeName"_json_pointer, std::string());
     if (n.empty()) continue;
-    gpus_used[n] += pod_gpu_request(p);
+    gpus_used[n] += pod_gpu_request(*p);
     ++pods_on[n];
   }
   const int64_t want = pod_gpu_request(pod);
   std::map<std::string, int> reasons;  // reason -> nodes
   std::string best;
   int best_pods = 0;
-  for (const auto& node : nodes) {
+  for (const json* node_ptr : nodes) {
+    const json& node = *node_ptr;
     const std::string name = node.value("/metadata/name"_json_pointer, std::string());
     if (node.value("/spec/unschedulable"_json_pointer, false)) {
       ++reasons["node(s) were unschedulable"];

@@ -33,5 +33,8 @@ bool node_matches_selectors(const nlohmann::json& pod, const nlohmann::json& nod
 // spec.nodeName that is not finished (they count against capacity and spreading).
 StatusOr<std::string> choose_node(const nlohmann::json& pod, const std::vector<nlohmann::json>& nodes,
                                   const std::vector<nlohmann::json>& bound_pods);
+// The same over objects held elsewhere (the scheduler's informer caches), copying none.
+StatusOr<std::string> choose_node_among(const nlohmann::json& pod, const std::vector<const nlohmann::json*>& nodes,
+                                        const std::vector<const nlohmann::json*>& bound_pods);
 
 }  // namespace hotswap::devcluster
