@@ -328,7 +328,8 @@ TEST(MigrationSession, ATargetWithABf16CacheConvertsTheKvOnReceiptAndContinues) 
   // finishes, and greedy decoding mostly agrees with the unmigrated f32 run.
   Cluster c(4, 120, 64, kernels::DType::kBF16);
   ASSERT_EQ(c.b->engine().kv_layout().dtype, kernels::DType::kBF16);
-  ASSERT_TRUE(c.wait_tokens(10));
+  // Every request (not only the first) has its first 10 tokens from A before the migration.
+  ASSERT_TRUE(c.wait_all_tokens(10));
   auto [src, tgt] = c.migrate(MigrationMode::kKv, {}, 8, 4 << 20, 0, /*downtime_budget_ms=*/1e9);
   ASSERT_EQ(src.result, "switched") << src.error;
   EXPECT_EQ(src.mode, "kv");
