@@ -349,7 +349,9 @@ TEST_F(KubeletTest, CrashingContainerBacksOffAndCountsRestarts) {
       saw_backoff = true;
       backoff_message = cs["state"]["waiting"].value("message", "");
     }
-    return saw_backoff && cs.value("restartCount", 0) >= 3;
+    // Between two crashes the container runs, and without a readiness probe it is ready then:
+    // look at a moment where it waits in back-off.
+    return saw_backoff && cs.value("restartCount", 0) >= 3 && cs["state"].contains("waiting");
   }, 20s);
   ASSERT_FALSE(pod.is_null());
   EXPECT_EQ(phase(pod), "Running");
