@@ -2,13 +2,12 @@
 // the agents' migration protocol (operator.h). Runs until SIGTERM or SIGINT; with
 // --leader-elect, only the replica holding the Lease reconciles, and one that loses it exits 1
 // so that its Pod restarts as a follower.
-#include <signal.h>
-
 #include <cstdio>
 #include <cstdlib>
 
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/termination_signals.h"
 #include "operator/kube/kubeconfig.h"
 #include "operator/kube/rest_client.h"
 #include "operator/operator.h"
@@ -90,21 +89,13 @@ int main(int argc, char** argv) {
   auto client = kube::RestClient::create(*config, client_options);
   if (!client.ok()) return fail(client.status(), 2);
 
-  // SIGTERM and SIGINT are taken by sigwait; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  TerminationSignals signals;  // before any thread starts
 
   auto op = Operator::start(**client, o);
   if (!op.ok()) return fail(op.status(), 1);
   log_info("hotswap-operator: watching " + (o.ns.empty() ? std::string("all namespaces") : "namespace " + o.ns) +
            " on " + (*config).server + (o.metrics_port ? "; metrics on :" + std::to_string(o.metrics_port) : ""));
-  int sig = 0;
-  sigwait(&signals, &sig);
-  log_info(std::string("hotswap-operator: ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  log_info(std::string("hotswap-operator: ") + signals.wait() + ", stopping");
   (*op)->stop();
   return 0;
 }

@@ -1,7 +1,5 @@
 // hotswap-agent serve: load a model and serve it over HTTP until SIGTERM/SIGINT, then drain:
 // stop taking requests, let open streams finish within --grace-seconds, exit 0.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cmath>
 #include <cstdio>
@@ -11,6 +9,7 @@
 #include "agent/cli/engine_flags.h"
 #include "agent/server/agent_server.h"
 #include "common/log.h"
+#include "common/termination_signals.h"
 #include "common/token_file.h"
 
 namespace hotswap::agent {
@@ -120,14 +119,7 @@ int run_serve(int argc, char** argv) {
     so.control_token = *token;
   }
 
-  // SIGTERM and SIGINT are taken by sigwait below; block them before any thread starts so no
-  // other thread receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  TerminationSignals signals;  // before any thread starts
 
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status(), 1);
@@ -141,9 +133,8 @@ int run_serve(int argc, char** argv) {
   std::fprintf(stderr, "listening on %s\n", (*server)->url().c_str());
   std::fflush(stderr);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  log_info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ": draining, grace " +
+  const char* sig = signals.wait();
+  log_info(std::string("received ") + sig + ": draining, grace " +
            std::to_string(*grace) + " s");
   (*server)->drain();
   bool idle = (*server)->wait_idle(std::chrono::seconds(*grace));

@@ -1,5 +1,7 @@
 #include "operator/controllers/agent_poller.h"
 
+#include <algorithm>
+
 #include "agent/server/migration_client.h"
 #include "operator/kube/object.h"
 
@@ -58,6 +60,11 @@ void AgentPoller::run() {
     }
     const auto now = Clock::now();
     for (auto& md : view_.deployments->list()) {
+      {  // polled within the shorter period: not due whatever its triggers (and no parse)
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = polled_.find(kube::object_key(*md));
+        if (it != polled_.end() && now - it->second < std::min(options_.load_period, options_.health_period)) continue;
+      }
       auto spec = parse_deployment(*md);
       if (!spec.ok() || !spec->policy.enabled) continue;
       const auto& t = spec->policy.triggers;

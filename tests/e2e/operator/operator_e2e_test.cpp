@@ -207,6 +207,38 @@ class OperatorE2e : public ::testing::Test {
     return found;
   }
 
+  // Merge-patches the deployment's spec.
+  Status patch_spec(const json& spec) {
+    return client()
+        .patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge, json{{"spec", spec}})
+        .status();
+  }
+
+  // Until some ModelMigration is in `phase`.
+  bool wait_phase(const std::string& phase, std::chrono::milliseconds limit = 30s) {
+    return eventually(
+        [&] {
+          for (const auto& m : migrations())
+            if (m.value("/status/phase"_json_pointer, std::string()) == phase) return true;
+          return false;
+        },
+        limit);
+  }
+
+  // The Completed ModelMigrations once there are n of them (fewer at the timeout).
+  std::vector<json> wait_completed(size_t n, std::chrono::milliseconds limit = 90s) {
+    std::vector<json> done;
+    eventually(
+        [&] {
+          done.clear();
+          for (const auto& m : migrations())
+            if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") done.push_back(m);
+          return done.size() >= n;
+        },
+        limit);
+    return done;
+  }
+
   loadgen::LoadgenConfig load_config(const std::string& url) {
     loadgen::LoadgenConfig c;
     c.url = url;
@@ -389,13 +421,7 @@ TEST_F(OperatorE2e, AnOperatorRestartedMidMigrationResumesItFromTheStatus) {
   Shell cordon = kubectl("cordon " + controllers::pod_node(pods()[0]));
   ASSERT_EQ(cordon.code, 0);
   // Stop the operator as soon as the migration has a target Pod, before it ends.
-  ASSERT_TRUE(eventually(
-      [&] {
-        for (const auto& m : migrations())
-          if (m.value("/status/phase"_json_pointer, std::string()) == "TargetLoading") return true;
-        return false;
-      },
-      30s));
+  ASSERT_TRUE(wait_phase("TargetLoading"));
   operator_.reset();
   const std::string phase_at_stop = migrations()[0].value("/status/phase"_json_pointer, std::string());
   EXPECT_NE(phase_at_stop, "Completed");
@@ -563,19 +589,10 @@ TEST_F(OperatorE2e, AChangedSpecRollsEveryReplicaOverByLiveMigration) {
   for (const auto& p : pods()) old_pods.insert(kube::object_name(p));
   auto load = start_load();
   std::this_thread::sleep_for(1000ms);
-  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
-                          json{{"spec", {{"engine", {{"maxNumSeqs", 16}}}}}});
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
-  std::vector<json> done;
-  ASSERT_TRUE(eventually(
-      [&] {
-        done.clear();
-        for (const auto& m : migrations())
-          if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") done.push_back(m);
-        return done.size() == 2;
-      },
-      90s))
-      << done.size() << " migrations completed";
+  Status patched = patch_spec({{"engine", {{"maxNumSeqs", 16}}}});
+  ASSERT_TRUE(patched.ok()) << patched.to_string();
+  const std::vector<json> done = wait_completed(2);
+  ASSERT_EQ(done.size(), 2u) << done.size() << " migrations completed";
   for (const auto& m : done) {
     EXPECT_EQ(m["spec"]["reason"], "Version");
     EXPECT_EQ(m["status"]["mode"], "KV") << m.dump(2);
@@ -601,19 +618,11 @@ TEST_F(OperatorE2e, NewWeightsRollOverInRecomputeModeWithoutCuttingAStream) {
   deploy(2);
   auto load = start_load();
   std::this_thread::sleep_for(1000ms);
-  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
-                          json{{"spec", {{"model", {{"path", "models/tiny-v2"}, {"revision", "v2"}}}}}});
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
-  std::vector<json> done;
-  ASSERT_TRUE(eventually(
-      [&] {
-        done.clear();
-        for (const auto& m : migrations())
-          if (m.value("/status/phase"_json_pointer, std::string()) == "Completed") done.push_back(m);
-        return done.size() == 2;
-      },
-      90s))
-      << done.size() << " migrations completed; " << (migrations().empty() ? "" : migrations()[0].dump(2));
+  Status patched = patch_spec({{"model", {{"path", "models/tiny-v2"}, {"revision", "v2"}}}});
+  ASSERT_TRUE(patched.ok()) << patched.to_string();
+  const std::vector<json> done = wait_completed(2);
+  ASSERT_EQ(done.size(), 2u) << done.size() << " migrations completed; "
+                             << (migrations().empty() ? "" : migrations()[0].dump(2));
   for (const auto& m : done) {
     EXPECT_EQ(m["spec"]["reason"], "Version");
     EXPECT_EQ(m["status"]["mode"], "Recompute") << m.dump(2);
@@ -670,13 +679,7 @@ TEST_F(OperatorE2e, KillingTheLeadingOperatorMidMigrationHandsItToTheStandbyWhic
   auto load = start_load();
   std::this_thread::sleep_for(1000ms);
   ASSERT_EQ(kubectl("cordon " + controllers::pod_node(pods()[0])).code, 0);
-  ASSERT_TRUE(eventually(
-      [&] {
-        for (const auto& m : migrations())
-          if (m.value("/status/phase"_json_pointer, std::string()) == "TargetLoading") return true;
-        return false;
-      },
-      30s));
+  ASSERT_TRUE(wait_phase("TargetLoading"));
   ::kill(leader, SIGKILL);
   ::waitpid(leader, nullptr, 0);
   pids.erase(std::find(pids.begin(), pids.end(), leader));
@@ -701,14 +704,11 @@ TEST_F(OperatorE2e, AMaintenanceWindowAboutToOpenMovesTheReplicasOffItsNodes) {
   auto load = start_load();
   std::this_thread::sleep_for(1000ms);
   const std::string start = controllers::format_rfc3339(controllers::now_unix_ms() / 1000 + 120);
-  auto r = client().patch(
-      deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
-      json{{"spec",
-            {{"migration",
-              {{"maintenanceWindows", json::array({{{"start", start},
-                                                    {"durationMinutes", 30},
-                                                    {"nodeSelector", {{"kubernetes.io/hostname", "node-1"}}}}})}}}}}});
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  const json window = {{"start", start},
+                       {"durationMinutes", 30},
+                       {"nodeSelector", {{"kubernetes.io/hostname", "node-1"}}}};
+  Status patched = patch_spec({{"migration", {{"maintenanceWindows", json::array({window})}}}});
+  ASSERT_TRUE(patched.ok()) << patched.to_string();
   const json done = wait_migration_end();
   ASSERT_FALSE(done.is_null());
   EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
@@ -740,9 +740,8 @@ TEST_F(OperatorE2e, ASpecTheSchemaAcceptsButTheOperatorCannotUseIsDegradedNaming
   Shell events = kubectl("get events -o json");
   EXPECT_NE(events.output.find("InvalidSpec"), std::string::npos) << events.output;
   // Fixed, it goes on.
-  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
-                          json{{"spec", {{"migration", {{"loadPolicy", {{"queueDepthLow", 1}}}}}}}});
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  Status patched = patch_spec({{"migration", {{"loadPolicy", {{"queueDepthLow", 1}}}}}});
+  ASSERT_TRUE(patched.ok()) << patched.to_string();
   EXPECT_TRUE(wait_ready(2)) << md().dump(2);
 }
 
@@ -750,9 +749,8 @@ TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
   deploy(2);
   auto load = start_load();
   std::this_thread::sleep_for(1500ms);
-  auto r = client().patch(deployments_ref().in("default").named("tiny"), kube::PatchType::kMerge,
-                          json{{"spec", {{"replicas", 1}}}});
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  Status patched = patch_spec({{"replicas", 1}});
+  ASSERT_TRUE(patched.ok()) << patched.to_string();
   const json done = wait_migration_end();
   ASSERT_FALSE(done.is_null());
   EXPECT_EQ(done["status"]["phase"], "Completed") << done.dump(2);
