@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODELS ?= models
 
-.PHONY: all deps configure build test demo bench bench-migration bench-operator fuzz format clean
+.PHONY: all deps configure build test demo bench bench-migration bench-operator gpu-bundle fuzz format clean
 
 all: build
 
@@ -37,6 +37,11 @@ bench-operator: build
 # The migration benchmark alone (make bench runs it too): docs/benchmarks-migration.md.
 bench-migration: build
 	@bash scripts/bench-migration.sh $(BUILD) $(MODELS)
+
+# The GPU checks' bundle (.gpu/): the GPU test binaries, hotswap-agent and their libraries, for
+# a GPU machine without the Debian libraries; .gpu/gpu-check.sh runs the checks there.
+gpu-bundle: build
+	@bash scripts/gpu-bundle.sh $(BUILD) .gpu
 
 # libFuzzer on the snapshot decoder for FUZZ_SECONDS, in its own build dir (clang, ASan, UBSan),
 # on a copy of fuzz/corpus/snapshot; crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test.

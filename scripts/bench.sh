@@ -54,7 +54,7 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     print("| {} | {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.2f} | {:.0f}% |".format(
         os.path.basename(r["model"]), r["batch"], r["prompt_len"], r["prefill_tokens_per_s"],
-        r["decode_tokens_per_s"], r["bytes_per_decode_step"] / 1e6, r["stream_copy_bytes_per_s"] / 1e9,
+        r["decode_tokens_per_s"], r["bytes_per_decode_step"] / 1e6, r["copy_bytes_per_s"] / 1e9,
         100 * r["decode_efficiency"]))
 PY
   echo

@@ -1,10 +1,12 @@
 // hotswap-agent bench: prefill and decode throughput of the engine beside the machine's
 // memory bandwidth, measured in the same run.
 //
-// Bandwidth is a STREAM-style copy (a[i] = b[i]) over two buffers far larger than the caches,
-// on the same threads the engine uses, counting read + write bytes. Decode efficiency is
+// Bandwidth is, on the CPU, a STREAM-style copy (a[i] = b[i]) over two buffers far larger than
+// the caches, on the same threads the engine uses; with --device cuda, a device-to-device
+// cudaMemcpy on the same GPU. Both count read + write bytes. Decode efficiency is
 // (bytes a decode step must read: every weight once, plus each sequence's KV cache) x steps/s
-// / bandwidth: how close decoding runs to the memory-bound limit.
+// / bandwidth: how close decoding runs to the memory-bound limit. On the GPU the weights' upload
+// rate is shown beside the pinned host-to-device copy rate.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,7 @@
 
 #include "agent/cli/commands.h"
 #include "agent/cli/engine_flags.h"
+#include "agent/engine/cuda_backend.h"
 #include "agent/engine/engine.h"
 #include "kernels/cpu/thread_pool.h"
 
@@ -53,6 +56,7 @@ double stream_copy_bandwidth(int threads, size_t bytes, int reps) {
 struct RunResult {
   int batch;
   double prefill_tokens_per_s, decode_tokens_per_s, decode_steps_per_s, bytes_per_decode_step;
+  engine::ModelExecutor::WeightUpload upload;
 };
 
 StatusOr<RunResult> run_batch(std::shared_ptr<const engine::Model> model, const engine::EngineOptions& options,
@@ -93,6 +97,7 @@ StatusOr<RunResult> run_batch(std::shared_ptr<const engine::Model> model, const 
   double decode_s = seconds_since(t1);
   RunResult r{};
   r.batch = batch;
+  r.upload = eng->weight_upload();
   r.prefill_tokens_per_s = batch * prompt_len / prefill_s;
   r.decode_tokens_per_s = tokens / decode_s;
   r.decode_steps_per_s = steps / decode_s;
@@ -101,7 +106,8 @@ StatusOr<RunResult> run_batch(std::shared_ptr<const engine::Model> model, const 
   double weights = static_cast<double>(model->weight_bytes());
   weights -= static_cast<double>(model->embed_tokens().bytes);
   if (model->lm_head().data == model->embed_tokens().data) weights += static_cast<double>(model->lm_head().bytes);
-  double kv_per_token = 2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * sizeof(float);
+  double kv_per_token =
+      2.0 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * kernels::dtype_size(options.kv_dtype);
   double mean_context = prompt_len + decode_tokens / 2.0;
   r.bytes_per_decode_step = weights + batch * mean_context * kv_per_token;
   return r;
@@ -143,11 +149,24 @@ int run_bench(int argc, char** argv) {
   std::vector<int> batches(batch_list->begin(), batch_list->end());
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status(), 1);
-  double bandwidth = stream_copy_bandwidth(options->threads, static_cast<size_t>(*bw_mb) << 20, 5);
+  const bool gpu = options->device == engine::Device::kCuda;
+  double bandwidth = 0, host_to_device = 0;
+  if (gpu) {
+    auto rates = engine::measure_cuda_copy_rates(options->gpu, static_cast<size_t>(*bw_mb) << 20, 10);
+    if (!rates.ok()) return fail(rates.status(), 1);
+    bandwidth = rates->device_to_device_bytes_per_s;
+    host_to_device = rates->host_to_device_bytes_per_s;
+  } else {
+    bandwidth = stream_copy_bandwidth(options->threads, static_cast<size_t>(*bw_mb) << 20, 5);
+  }
   const bool json_out = flags.has("json");
-  if (!json_out)
-    std::printf("model %s: %.1fM parameters, %.1f MiB of weights; STREAM copy %.2f GB/s\n", flags.get("model").c_str(),
-                (*model)->config().parameter_count() / 1e6, (*model)->weight_bytes() / 1048576.0, bandwidth / 1e9);
+  if (!json_out) {
+    std::printf("model %s: %.1fM parameters, %.1f MiB of weights; %s %.2f GB/s", flags.get("model").c_str(),
+                (*model)->config().parameter_count() / 1e6, (*model)->weight_bytes() / 1048576.0,
+                gpu ? "device-to-device copy" : "STREAM copy", bandwidth / 1e9);
+    if (gpu) std::printf(", pinned host-to-device %.2f GB/s", host_to_device / 1e9);
+    std::printf("\n");
+  }
   for (int batch : batches) {
     engine::EngineOptions o = *options;
     o.max_num_seqs = std::max(o.max_num_seqs, batch);
@@ -163,12 +182,23 @@ int run_bench(int argc, char** argv) {
                           {"decode_tokens_per_s", r->decode_tokens_per_s},
                           {"decode_steps_per_s", r->decode_steps_per_s},
                           {"bytes_per_decode_step", r->bytes_per_decode_step},
-                          {"stream_copy_bytes_per_s", bandwidth},
+                          {"device", engine::device_name(o.device)},
+                          {"copy_bytes_per_s", bandwidth},
                           {"decode_efficiency", efficiency}};
+      if (gpu) {
+        j["host_to_device_bytes_per_s"] = host_to_device;
+        j["weight_upload_bytes"] = r->upload.bytes;
+        j["weight_upload_seconds"] = r->upload.seconds;
+      }
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("batch %3d: prefill %9.1f tok/s   decode %8.1f tok/s   %.1f MB/step   efficiency %.0f%%\n", batch,
+      std::printf("batch %3d: prefill %9.1f tok/s   decode %8.1f tok/s   %.1f MB/step   efficiency %.0f%%", batch,
                   r->prefill_tokens_per_s, r->decode_tokens_per_s, r->bytes_per_decode_step / 1e6, 100 * efficiency);
+      if (gpu && r->upload.seconds > 0)
+        std::printf("   weights uploaded at %.2f GB/s (%.0f%% of host-to-device)",
+                    r->upload.bytes / r->upload.seconds / 1e9,
+                    100 * r->upload.bytes / r->upload.seconds / host_to_device);
+      std::printf("\n");
     }
     std::fflush(stdout);
   }

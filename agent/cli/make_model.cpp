@@ -9,9 +9,9 @@ namespace hotswap::agent {
 
 int run_make_model(int argc, char** argv) {
   FlagSet flags(
-      "usage: hotswap-agent make-model --preset tiny|small|medium [--arch llama|qwen2] [--dtype f32|f16|bf16]\n"
+      "usage: hotswap-agent make-model --preset tiny|small|medium|large [--arch llama|qwen2] [--dtype f32|f16|bf16]\n"
       "                                [--seed N] --out DIR");
-  flags.add("preset", "NAME", "tiny (~1M parameters), small (~25M) or medium (~0.5B)");
+  flags.add("preset", "NAME", "tiny (~1M parameters), small (~25M), medium (~0.5B) or large (~1B)");
   flags.add("arch", "ARCH", "llama (LlamaForCausalLM, default) or qwen2 (Qwen2ForCausalLM, q/k/v biases)");
   flags.add("dtype", "DTYPE", "weight dtype: f32, f16 or bf16 (default bf16)");
   flags.add("seed", "N", "seed for weights and tokenizer corpus (default 0)");

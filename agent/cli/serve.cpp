@@ -64,7 +64,6 @@ int run_serve(int argc, char** argv) {
   flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
   flags.add("port", "P", "port to listen on (default 8000)");
-  flags.add("device", "DEV", "cpu (default) or cuda");
   flags.add("control-token-file", "F",
             "file holding the control API's bearer token (>= 16 chars); default: $HOTSWAP_CONTROL_TOKEN");
   flags.add("max-queue", "N", "requests that may wait beyond a full batch before 429 (default 256)");
@@ -86,10 +85,6 @@ int run_serve(int argc, char** argv) {
     return 0;
   }
   if (!flags.has("model")) return fail(invalid_argument("--model is required"), 2);
-  std::string device = flags.get("device", "cpu");
-  if (device == "cuda")
-    return fail(unimplemented("--device cuda: the CUDA engine backend is not built into this agent yet; use cpu"), 2);
-  if (device != "cpu") return fail(invalid_argument("--device must be cpu or cuda, got '" + device + "'"), 2);
   auto options = engine_options_from_flags(flags);
   if (!options.ok()) return fail(options.status(), 2);
   auto speed = speed_from_flags(flags);

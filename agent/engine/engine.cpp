@@ -5,6 +5,8 @@
 #include <random>
 #include <thread>
 
+#include "agent/engine/cuda_backend.h"
+
 namespace hotswap::engine {
 
 const char* finish_reason_name(FinishReason r) {
@@ -15,6 +17,17 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::kAbort: return "abort";
   }
   return "";
+}
+
+const char* device_name(Device d) {
+  return d == Device::kCuda ? "cuda" : "cpu";
+}
+
+StatusOr<Device> resolve_device(const std::string& name) {
+  if (name == "cpu") return Device::kCpu;
+  if (name == "cuda") return Device::kCuda;
+  if (name == "auto") return cuda_device_count() > 0 ? Device::kCuda : Device::kCpu;
+  return invalid_argument("device must be cpu, cuda or auto, got '" + name + "'");
 }
 
 StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> model, const EngineOptions& options) {
@@ -33,12 +46,21 @@ StatusOr<std::unique_ptr<Engine>> Engine::create(std::shared_ptr<const Model> mo
   if (blocks < 1)
     return invalid_argument("the KV cache (" + std::to_string(options.kv_cache_bytes) +
                             " bytes) holds no block; one block needs " + std::to_string(probe.block_bytes()));
-  CpuExecutorOptions eo;
-  eo.threads = options.threads;
-  eo.kv_blocks = blocks;
-  eo.block_size = options.block_size;
-  eo.kv_dtype = options.kv_dtype;
-  HOTSWAP_ASSIGN_OR_RETURN(e->executor_, CpuExecutor::create(model, eo));
+  if (options.device == Device::kCuda) {
+    CudaExecutorOptions eo;
+    eo.device = options.gpu;
+    eo.kv_blocks = blocks;
+    eo.block_size = options.block_size;
+    eo.kv_dtype = options.kv_dtype;
+    HOTSWAP_ASSIGN_OR_RETURN(e->executor_, create_cuda_executor(model, eo));
+  } else {
+    CpuExecutorOptions eo;
+    eo.threads = options.threads;
+    eo.kv_blocks = blocks;
+    eo.block_size = options.block_size;
+    eo.kv_dtype = options.kv_dtype;
+    HOTSWAP_ASSIGN_OR_RETURN(e->executor_, CpuExecutor::create(model, eo));
+  }
   e->allocator_ = std::make_unique<KvBlockAllocator>(blocks);
   // A lone sequence can always grow to max_model_len, so preemption can always make progress.
   int64_t limit = options.max_model_len > 0 ? options.max_model_len : c.max_position_embeddings;

@@ -55,8 +55,17 @@ struct TokenEvent {
   FinishReason finish = FinishReason::kNone;
 };
 
+// Where the forward pass runs: the CPU kernels, or the CUDA ones (cuda_backend.h).
+enum class Device { kCpu, kCuda };
+const char* device_name(Device d);
+// "cpu", "cuda", or "auto" (cuda when this agent has the CUDA backend and sees a GPU, else cpu).
+// "cuda" does not look for a GPU here: Engine::create says when there is none.
+StatusOr<Device> resolve_device(const std::string& name);
+
 struct EngineOptions {
-  int threads = 0;                // 0: all cores
+  Device device = Device::kCpu;
+  int gpu = 0;                    // the CUDA device ordinal, with Device::kCuda
+  int threads = 0;                // 0: all cores (the CPU backend)
   int64_t kv_cache_bytes = 256ll << 20;
   int64_t kv_blocks = 0;          // overrides kv_cache_bytes when > 0
   int block_size = 16;
@@ -157,6 +166,8 @@ class Engine {
     return it == staged_.end() ? 0 : static_cast<int64_t>(it->second.size());
   }
   const kernels::KvLayout& kv_layout() const { return executor_->kv_layout(); }
+  const char* backend_name() const { return executor_->backend_name(); }
+  ModelExecutor::WeightUpload weight_upload() const { return executor_->weight_upload(); }
   const Model& model() const { return *model_; }
   int max_model_len() const { return max_model_len_; }
   int max_num_seqs() const { return options_.max_num_seqs; }

@@ -113,21 +113,23 @@ StatusOr<std::shared_ptr<const Model>> Model::load(const std::string& dir) {
 
 // ---------------------------------------------------------------------------------------------
 
+StatusOr<kernels::KvLayout> executor_kv_layout(const ModelConfig& c, int64_t kv_blocks, int block_size,
+                                               kernels::DType kv_dtype) {
+  if (kv_blocks <= 0) return invalid_argument("kv_blocks must be positive");
+  if (block_size <= 0 || block_size > 1024)
+    return invalid_argument("block_size must be in 1..1024, got " + std::to_string(block_size));
+  return kernels::KvLayout{c.num_hidden_layers, c.num_key_value_heads, c.head_dim, block_size, kv_dtype};
+}
+
 StatusOr<std::unique_ptr<CpuExecutor>> CpuExecutor::create(std::shared_ptr<const Model> model,
                                                            const CpuExecutorOptions& options) {
-  if (options.kv_blocks <= 0) return invalid_argument("kv_blocks must be positive");
-  if (options.block_size <= 0 || options.block_size > 1024)
-    return invalid_argument("block_size must be in 1..1024, got " + std::to_string(options.block_size));
+  HOTSWAP_ASSIGN_OR_RETURN(kernels::KvLayout layout, executor_kv_layout(model->config(), options.kv_blocks,
+                                                                        options.block_size, options.kv_dtype));
   std::unique_ptr<CpuExecutor> ex(new CpuExecutor());
-  const ModelConfig& c = model->config();
   ex->model_ = std::move(model);
   ex->pool_ = std::make_unique<kernels::ThreadPool>(options.threads);
   ex->ctx_.pool = ex->pool_.get();
-  ex->layout_.n_layers = c.num_hidden_layers;
-  ex->layout_.n_kv_heads = c.num_key_value_heads;
-  ex->layout_.head_dim = c.head_dim;
-  ex->layout_.block_size = options.block_size;
-  ex->layout_.dtype = options.kv_dtype;
+  ex->layout_ = layout;
   ex->kv_blocks_ = options.kv_blocks;
   ex->kv_pool_ = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(options.kv_blocks) *
                                                           ex->layout_.block_bytes());
@@ -144,8 +146,7 @@ Status CpuExecutor::write_kv_blocks(const int32_t* block_ids, int64_t n, const v
   return kernels::kv_scatter_blocks(ctx_, layout_, in, block_ids, n, kv_pool_.get(), kv_blocks_);
 }
 
-Status CpuExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) {
-  const ModelConfig& c = model_->config();
+Status check_forward_batch(const ForwardBatch& b, const ModelConfig& c) {
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (T == 0) return invalid_argument("forward: empty batch");
   if (b.positions.size() != b.tokens.size() || b.seq_index.size() != b.tokens.size() ||
@@ -156,6 +157,13 @@ Status CpuExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) {
   for (int32_t p : b.positions)
     if (p < 0 || p >= c.max_position_embeddings)
       return invalid_argument("forward: position " + std::to_string(p) + " outside the model's context");
+  return Status();
+}
+
+Status CpuExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) {
+  const ModelConfig& c = model_->config();
+  HOTSWAP_RETURN_IF_ERROR(check_forward_batch(b, c));
+  const int64_t T = static_cast<int64_t>(b.tokens.size());
 
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;

@@ -70,7 +70,17 @@ struct ForwardBatch {
   std::vector<int32_t> logit_rows;    // token indices whose next-token logits are wanted
 };
 
-// Runs the model on one backend. One production implementation per backend (CPU here).
+// The checks every backend makes before a pass: a non-empty batch, per-token arrays of one
+// length, logit rows inside the batch, positions inside the model's context. (Index values the
+// kernels check themselves: token ids, slots, block tables.)
+Status check_forward_batch(const ForwardBatch& batch, const ModelConfig& config);
+
+// The KV layout an executor of `config` keeps, after the checks every backend makes on its
+// options (kv_blocks positive, block_size in 1..1024).
+StatusOr<kernels::KvLayout> executor_kv_layout(const ModelConfig& config, int64_t kv_blocks, int block_size,
+                                               kernels::DType kv_dtype);
+
+// Runs the model on one backend: CpuExecutor here, the CUDA one in cuda_backend.h.
 class ModelExecutor {
  public:
   virtual ~ModelExecutor() = default;
@@ -83,6 +93,13 @@ class ModelExecutor {
   // block_ids order (kv_layout().block_bytes() each), in host memory.
   virtual Status read_kv_blocks(const int32_t* block_ids, int64_t n, void* out) = 0;
   virtual Status write_kv_blocks(const int32_t* block_ids, int64_t n, const void* in) = 0;
+  // The copy of the weights into the backend's memory at create (zero where the backend reads
+  // the mapped checkpoint in place, as the CPU one does).
+  struct WeightUpload {
+    size_t bytes = 0;
+    double seconds = 0;
+  };
+  virtual WeightUpload weight_upload() const { return {}; }
 };
 
 struct CpuExecutorOptions {

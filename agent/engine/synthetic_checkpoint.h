@@ -17,7 +17,7 @@
 namespace hotswap::engine {
 
 struct SyntheticModelSpec {
-  std::string preset = "tiny";  // tiny (~1M parameters), small (~25M), medium (~0.5B)
+  std::string preset = "tiny";  // tiny (~1M parameters), small (~25M), medium (~0.5B), large (~1B)
   Architecture architecture = Architecture::kLlama;
   kernels::DType dtype = kernels::DType::kBF16;
   uint64_t seed = 0;

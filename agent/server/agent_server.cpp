@@ -55,6 +55,7 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   ChatFormat chat_format = ChatFormat::kPlain;
   std::string bos_token;
   int max_model_len = 0;
+  std::string device;  // the engine's backend: "cpu" or "cuda"
   std::unique_ptr<web::http::experimental::listener::http_listener> listener;
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> replies_in_flight{0};
@@ -182,7 +183,7 @@ void AgentServer::Impl::handle(http_request req) {
     const json faults = faults_json();
     // Still 200: the process is alive (a liveness probe must not restart a replica that is
     // being moved off its faulty card); "status" and gpu_faults say what is wrong.
-    json body = {{"status", faults.empty() ? "ok" : "gpu_fault"}, {"device", "cpu"}, {"model", options.model_name},
+    json body = {{"status", faults.empty() ? "ok" : "gpu_fault"}, {"device", device}, {"model", options.model_name},
                  {"speed_factor", options.speed_factor}, {"gpu_faults", faults}};
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }
@@ -576,6 +577,7 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   if (impl->options.model_name.empty()) impl->options.model_name = fs::path(model->dir()).filename().string();
   impl->metrics.set_speed_factor(options.speed_factor);
   impl->max_model_len = engine->max_model_len();
+  impl->device = engine->backend_name();
   // The chat template decides how chats become prompts (see openai_protocol.h).
   fs::path tc = fs::path(model->dir()) / "tokenizer_config.json";
   if (fs::exists(tc)) {

@@ -67,6 +67,30 @@ TEST(ModelLoad, LoadsEveryPresetShapeAndArchitecture) {
   }
 }
 
+TEST(SyntheticPresets, EachStandsForTheSizeItsNameSays) {
+  // Written only where they are needed (the large one is 2 GB in bf16): here, their configs.
+  const std::pair<const char*, double> sizes[] = {{"tiny", 1e6}, {"small", 25e6}, {"medium", 0.5e9}, {"large", 1e9}};
+  for (const auto& [preset, parameters] : sizes) {
+    SyntheticModelSpec spec;
+    spec.preset = preset;
+    auto c = synthetic_model_config(spec);
+    ASSERT_TRUE(c.ok()) << preset << ": " << c.status().to_string();
+    EXPECT_GT(c->parameter_count(), 0.7 * parameters) << preset;
+    EXPECT_LT(c->parameter_count(), 1.3 * parameters) << preset;
+    EXPECT_EQ(c->hidden_size % c->num_attention_heads, 0) << preset;
+    EXPECT_EQ(c->num_attention_heads % c->num_key_value_heads, 0) << preset;
+  }
+  SyntheticModelSpec large;
+  large.preset = "large";
+  const ModelConfig c = synthetic_model_config(large).value();
+  EXPECT_EQ(c.hidden_size, 2048);
+  EXPECT_EQ(c.num_hidden_layers, 16);
+  EXPECT_EQ(c.num_key_value_heads, 8);
+  SyntheticModelSpec bad;
+  bad.preset = "huge";
+  EXPECT_FALSE(synthetic_model_config(bad).ok());
+}
+
 TEST(ModelLoad, MissingTensorIsNamed) {
   std::string dir = copy_of_tiny("missing-tensor");
   rewrite_weights(dir, [](std::vector<TensorToWrite>* t) {

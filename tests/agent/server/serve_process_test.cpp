@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/engine/cuda_backend.h"
 #include "tests/agent/server/server_test_util.h"
 
 namespace hotswap::agent {
@@ -159,6 +160,43 @@ TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
     text << std::ifstream(log).rdbuf();
     EXPECT_NE(text.str().find(cases[i].message), std::string::npos) << text.str();
   }
+}
+
+TEST(ServeProcess, BadDeviceChoicesAreNamedAndAMissingGpuExitsOne) {
+  std::string model = engine::testing::tiny_model();
+  std::string dir = engine::testing::temp_dir("serve-device");
+  struct Case {
+    std::vector<std::string> flags;
+    int exit_code;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {{"--device", "tpu"}, 2, "flag --device = 'tpu' is not one of cpu, cuda, auto"},
+      {{"--gpu", "1"}, 2, "flag --gpu needs --device cuda"},
+      {{"--device", "cuda", "--gpu", "-1"}, 2, "flag --gpu = -1 is outside [0, 1023]"},
+  };
+  // Where there is no GPU (CI), --device cuda fails at start, saying why; with one it serves.
+  if (engine::cuda_device_count() == 0)
+    cases.push_back({{"--device", "cuda"},
+                     1,
+                     engine::cuda_backend_built() ? "no CUDA device is visible" : "built without the CUDA backend"});
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string log = dir + "/case-" + std::to_string(i) + ".log";
+    AgentProcess agent(model, cases[i].flags, {}, log);
+    EXPECT_EQ(agent.wait_exit(std::chrono::seconds(20)), cases[i].exit_code) << cases[i].message;
+    std::stringstream text;
+    text << std::ifstream(log).rdbuf();
+    EXPECT_NE(text.str().find(cases[i].message), std::string::npos) << text.str();
+  }
+}
+
+TEST(ServeProcess, AutoRunsOnTheCpuWithoutAGpuAndHealthzSaysWhere) {
+  if (engine::cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: --device auto picks it";
+  AgentProcess agent(engine::testing::tiny_model(), {"--device", "auto"});
+  ASSERT_TRUE(agent.wait_ready());
+  const auto health = http_call(agent.port, "GET", "/healthz");
+  ASSERT_EQ(health.status, 200);
+  EXPECT_EQ(json::parse(health.body)["device"], "cpu") << health.body;
 }
 
 TEST(ServeProcess, TheControlTokenCanComeFromTheEnvironment) {
