@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what the GPU checks need into one folder that the device tool carries to the GPU
-# machine, which has CUDA but none of the Debian libraries: the GPU test binaries and
-# hotswap-agent (debug info stripped), and every shared library they load except glibc's, the
+# machine, which has CUDA but none of the Debian libraries: the GPU test binaries,
+# hotswap-agent and hotswap-migration-bench (debug info stripped), and every shared library they load except glibc's, the
 # NVIDIA driver's, and NCCL (over 200 MB; PyTorch's copy there serves, and gpu-check.sh finds
 # it). scripts/gpu-check.sh runs them there.
 #
@@ -11,7 +11,7 @@ build=${1:-build}
 dest=${2:-.gpu}
 cd "$(dirname "$0")/.."
 bins=(tests/hotswap_kernels_cuda_tests tests/hotswap_migration_gpu_tests tests/hotswap_engine_gpu_tests
-      agent/hotswap-agent)
+      agent/hotswap-agent e2e/bench/hotswap-migration-bench)
 for b in "${bins[@]}"; do
   if [[ ! -x $build/$b ]]; then
     echo "gpu-bundle: $build/$b is missing: build with CUDA first (make build finds nvcc by itself)" >&2

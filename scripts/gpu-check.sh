@@ -11,6 +11,8 @@
 # 3. hotswap-agent bench on the ~1B `large` preset in bf16, --device cuda, batch 1, 16, 64:
 #    decode tokens/s against the device-to-device copy rate measured in the same run, and the
 #    weights' upload rate against the pinned host-to-device rate. JSON lines in $OUT.
+# 4. hotswap-migration-bench --device cuda on the same model: a KV migration's downtime against
+#    context length (512 to 16k tokens) between two agents on the GPU over tcp.
 # A step that fails is reported and the next one still runs; the exit status is the number of
 # failed steps. The summary table is printed last (the device tool returns the output's tail).
 set -uo pipefail
@@ -65,6 +67,9 @@ model=/tmp/hotswap-large-bf16
 step "make-model large bf16" "$out/make-model.log" "$bin/hotswap-agent" make-model --preset large --dtype bf16 --out "$model"
 step "bench --device cuda" "$out/bench-gpu.jsonl" "$bin/hotswap-agent" bench --model "$model" --device cuda \
   --batch 1,16,64 --prompt-len 128 --decode-tokens 64 --kv-cache-mb 8192 --bandwidth-mb 2048 --json
+step "migration-bench --device cuda" "$out/migration-gpu.jsonl" "$bin/hotswap-migration-bench" --model "$model" \
+  --device cuda --contexts 512,4096,16384 --methods kv,stop-and-copy --repetitions 2 --max-tokens 64 \
+  --migrate-after 24 --kv-cache-mb 16384 --transfer-mb 0
 
 echo
 echo "== bench (large, bf16, --device cuda) =="
@@ -80,6 +85,21 @@ for line in open(sys.argv[1]):
     print(f"batch {r['batch']:3d}: decode {r['decode_tokens_per_s']:9.1f} tok/s  prefill {r['prefill_tokens_per_s']:10.1f} tok/s"
           f"  efficiency {100 * r['decode_efficiency']:5.1f}% of d2d {r['copy_bytes_per_s'] / 1e9:.0f} GB/s"
           f"  upload {up / 1e9:.1f} GB/s = {100 * up / r['host_to_device_bytes_per_s']:.0f}% of h2d")
+PY
+fi
+echo
+echo "== migration downtime (large, bf16, --device cuda, tcp) =="
+if [[ -s $out/migration-gpu.jsonl ]] && command -v python3 >/dev/null; then
+  python3 - "$out/migration-gpu.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line.startswith("{"):
+        continue
+    r = json.loads(line)
+    if r.get("kind") == "downtime":
+        print(f"{r['method']:>13} context {r['context']:6d}: downtime {r['downtime_ms']:8.2f} ms  switch {r['switch_ms']:7.2f} ms"
+              f"  rounds {r['rounds']:.0f}  {r['bytes'] / 1e6:.1f} MB")
 PY
 fi
 echo

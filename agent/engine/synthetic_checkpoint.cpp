@@ -31,8 +31,8 @@ constexpr Preset kPresets[] = {
     {"small", 2048, 512, 1408, 8, 8, 4, 4096, false, 512 << 10, 0},
     {"medium", 4096, 1024, 5504, 24, 16, 2, 4096, false, 1 << 20, 400ll << 20},
     // Llama-3.2-1B's shape (hidden 2048, MLP 8192, 16 layers, 32 heads over 8 KV heads) with a
-    // smaller vocabulary: ~1.0B parameters, the GPU benchmarks' model.
-    {"large", 8192, 2048, 8192, 16, 32, 8, 8192, true, 2 << 20, 1ll << 30},
+    // smaller vocabulary and a 32k context: ~1.0B parameters, the GPU benchmarks' model.
+    {"large", 8192, 2048, 8192, 16, 32, 8, 32768, true, 2 << 20, 1ll << 30},
 };
 
 uint64_t splitmix64(uint64_t& state) {

@@ -195,7 +195,8 @@ StatusOr<double> transport_bytes_per_s(int64_t bytes) {
 int run(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-migration-bench --model DIR [--contexts 512,2048,...] [--methods stop-and-copy,kv,recompute]\n"
-      "                               [--max-tokens K] [--migrate-after N] [--repetitions R] [--transfer-mb MB]");
+      "                               [--max-tokens K] [--migrate-after N] [--repetitions R] [--transfer-mb MB]\n"
+      "                               [--device cpu|cuda|auto] [--kv-cache-mb MB]");
   flags.add("model", "DIR", "model directory");
   flags.add("contexts", "LIST", "prompt lengths in tokens (default 512,2048 and the largest the model allows)");
   flags.add("methods", "LIST", "stop-and-copy, kv, recompute (default all three)");
@@ -203,6 +204,8 @@ int run(int argc, char** argv) {
   flags.add("migrate-after", "N", "tokens before the migration starts (default 32)");
   flags.add("repetitions", "R", "runs of each case; medians are reported (default 3)");
   flags.add("transfer-mb", "MB", "size of the throughput measurement's stream (default 256; 0: skip it)");
+  flags.add("device", "DEV", "where both agents' engines run: cpu (default), cuda (one GPU, both agents on it) or auto");
+  flags.add("kv-cache-mb", "MB", "each agent's KV cache (default 512)");
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st) {
     std::fprintf(stderr, "hotswap-migration-bench: %s\n", st.to_string().c_str());
@@ -225,7 +228,13 @@ int run(int argc, char** argv) {
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status());
   engine::EngineOptions eo;
-  eo.kv_cache_bytes = 512ll << 20;
+  auto kv_mb = flags.get_int("kv-cache-mb", 512);
+  if (!kv_mb.ok()) return fail(kv_mb.status());
+  if (*kv_mb < 1) return fail(invalid_argument("--kv-cache-mb must be >= 1"));
+  eo.kv_cache_bytes = *kv_mb << 20;
+  auto device = engine::resolve_device(flags.get("device", "cpu"));
+  if (!device.ok()) return fail(device.status().with_context("--device"));
+  eo.device = *device;
   const int64_t longest = (*model)->config().max_position_embeddings - *max_tokens - 16;
   auto context_list = flags.get_int_list("contexts", "512,2048," + std::to_string(longest), 1);
   if (!context_list.ok()) return fail(context_list.status());
@@ -262,6 +271,7 @@ int run(int argc, char** argv) {
         return median(v);
       };
       json j = {{"kind", "downtime"},
+                {"device", engine::device_name(eo.device)},
                 {"method", method},
                 {"context", L},
                 {"repetitions", *reps},
