@@ -11,6 +11,9 @@ packages=(
   clang-format
   clang libclang-rt-dev  # make fuzz: clang and its libFuzzer runtime
   gnuplot-nox  # make bench: the migration downtime plot
+  # The Helm chart's tests render it with Helm's template engine (e2e/helm-render): Go's
+  # text/template with Sprig; Helm itself is not packaged.
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 )
 
 # kubectl drives the dev cluster in the tests; Debian's kubernetes-client when none is on PATH.

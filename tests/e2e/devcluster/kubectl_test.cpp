@@ -665,9 +665,17 @@ TEST_F(KubectlTest, TheHotswapCrdsInstallServeTheExampleAndRefuseBadSpecsNamingT
     auto ready = kubectl({"wait", "--for=condition=Established", crd, "--timeout=10s"});
     ASSERT_TRUE(ready.ok()) << ready.describe();
   }
-  auto example = kubectl({"apply", "-f", std::string(HOTSWAP_SOURCE_DIR) + "/examples/modeldeployment.yaml"});
+  // Every shipped example is valid as written (the namespaced one in its namespace).
+  auto ns = apply("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: inference}\n");
+  ASSERT_TRUE(ns.ok()) << ns.describe();
+  auto example = kubectl({"apply", "-f", std::string(HOTSWAP_SOURCE_DIR) + "/examples"});
   ASSERT_TRUE(example.ok()) << example.describe();
-  EXPECT_TRUE(contains(example.output, "modeldeployment.hotswap.io/small created")) << example.output;
+  for (const char* made : {"modeldeployment.hotswap.io/small created", "modeldeployment.hotswap.io/llama-8b created",
+                           "modeldeployment.hotswap.io/qwen-chat created", "modeldeployment.hotswap.io/mistral created",
+                           "modeldeployment.hotswap.io/assistant created",
+                           "modelmigration.hotswap.io/move-small-to-a100 created"})
+    EXPECT_TRUE(contains(example.output, made)) << made << "\n" << example.output;
+  ASSERT_TRUE(kubectl({"delete", "mm", "move-small-to-a100"}).ok());
   // The short name, the printer columns, and the schema's defaults.
   auto get = kubectl({"get", "md"});
   ASSERT_TRUE(get.ok()) << get.describe();
