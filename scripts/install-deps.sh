@@ -14,6 +14,7 @@ packages=(
   # The Helm chart's tests render it with Helm's template engine (e2e/helm-render): Go's
   # text/template with Sprig; Helm itself is not packaged.
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+  prometheus  # promtool checks every /metrics page and the chart's alerting rules
 )
 
 # kubectl drives the dev cluster in the tests; Debian's kubernetes-client when none is on PATH.

@@ -17,6 +17,8 @@
 #include <tuple>
 #include <vector>
 
+#include "tests/support/promtool.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -286,6 +288,14 @@ dashboards:
   EXPECT_EQ(alerts, (std::set<std::string>{"HotswapMigrationsFailing", "HotswapMigrationDowntimeOverBudget",
                                            "HotswapGpuFaulty", "HotswapOperatorNotLeading", "HotswapReconcileErrors"}));
   EXPECT_NE(exprs.find("> 0.05"), std::string::npos) << exprs;
+  // Prometheus accepts the rules: expressions parse, templates expand, durations are valid.
+  YAML::Node rules_file;
+  rules_file["groups"] = rule["spec"]["groups"];
+  const std::string rules_path = write_values("rules", YAML::Dump(rules_file));
+  const auto check = hotswap::testing::run_promtool("check rules " + rules_path, "");
+  EXPECT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_NE(check.output.find("SUCCESS: 5 rules found"), std::string::npos) << check.output;
+  fs::remove(rules_path);
   EXPECT_EQ(one(r, "ConfigMap")["metadata"]["namespace"].as<std::string>(), "monitoring");
   fs::remove(values);
 }
