@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 namespace hotswap::http {
 
@@ -20,8 +22,41 @@ pplx::task<void> reply_json(const http_request& request, status_code status, con
   }
 }
 
+void keep_listener_runtime_alive() {
+  // cpprest runs every listener of the process on one asio server, made when the first listener
+  // opens and stopped and destroyed when the last one closes, even while other threads' handlers
+  // of its connections still run: a rare segfault (seen in CI, in cpprest's asio server, after a
+  // test's last listener closed). A listener of our own that is never closed keeps that server
+  // for the life of the process. It listens on a loopback port and answers nothing but 404.
+  // At exit it closes first (an atexit handler runs before cpprest's own static destructors,
+  // which would otherwise wait forever on a server that still has a listener).
+  static std::once_flag once;
+  static Listener* keeper = nullptr;
+  std::call_once(once, [] {
+    for (int attempt = 0; attempt < 5 && keeper == nullptr; ++attempt) {
+      auto port = pick_free_port();
+      if (!port.ok()) continue;
+      auto l = std::make_unique<Listener>("http://127.0.0.1:" + std::to_string(*port));
+      try {
+        l->open().wait();
+        keeper = l.release();
+      } catch (const std::exception&) {
+        // Taken between the pick and the bind: another port.
+      }
+    }
+    if (keeper == nullptr) return;
+    std::atexit([] {
+      try {
+        keeper->close().wait();
+      } catch (const std::exception&) {
+      }
+    });
+  });
+}
+
 StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url, std::function<void(http_request)> handle,
                                                   std::function<void(http_request, const std::string&)> on_exception) {
+  keep_listener_runtime_alive();
   try {
     auto listener = std::make_unique<Listener>(url);
     listener->support([handle = std::move(handle), on_exception = std::move(on_exception)](http_request req) {

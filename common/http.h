@@ -28,6 +28,11 @@ bool constant_time_equals(const std::string& a, const std::string& b);
 
 using Listener = web::http::experimental::listener::http_listener;
 
+// Makes sure cpprest's process-wide listener runtime outlives every listener (see http.cpp: it
+// is otherwise torn down when the last listener closes, racing its connections' handlers).
+// open_listener calls it; code that opens an http_listener itself calls it first.
+void keep_listener_runtime_alive();
+
 // Opens a listener on url that hands every request to handle(); an exception escaping handle()
 // goes to on_exception(request, what) instead (which replies 500 in the server's own error
 // shape). kUnavailable when the address cannot be listened on.

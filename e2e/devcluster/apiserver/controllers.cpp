@@ -51,6 +51,11 @@ json set_condition(json conditions, const std::string& type, const std::string& 
   return conditions;
 }
 
+// The Deployment controller (below).
+void reconcile_deployments(ApiObjects& api, const std::vector<Stored>& all,
+                           const std::map<std::string, std::vector<const Stored*>>& dependents,
+                           const ResourceType* pod_type, const ResourceType* deployment_type);
+
 }  // namespace
 
 void Controllers::start() {
@@ -249,6 +254,8 @@ void Controllers::reconcile() {
     }
   }
 
+  reconcile_deployments(api_, all, dependents, type_of("pods"), type_of("apps/deployments"));
+
   // PodDisruptionBudget status from the Pods each selects now.
   auto pdb_type = type_of("policy/poddisruptionbudgets");
   std::map<std::string, std::vector<json>> pods_by_ns;
@@ -270,5 +277,66 @@ void Controllers::reconcile() {
                      FieldValidation::kIgnore);
   }
 }
+
+namespace {
+
+// Each live Deployment has spec.replicas Pods made from its template, owned by it; its status
+// counts them and their Ready ones.
+void reconcile_deployments(ApiObjects& api_, const std::vector<Stored>& all,
+                           const std::map<std::string, std::vector<const Stored*>>& dependents,
+                           const ResourceType* pod_type, const ResourceType* deployment_type) {
+  if (pod_type == nullptr || deployment_type == nullptr) return;
+  for (const auto& s : all) {
+    if (s.type_key != "apps/deployments" || deleting(s.object)) continue;
+    const json& d = s.object;
+    const int64_t want = d.value("/spec/replicas"_json_pointer, int64_t{1});
+    std::vector<const json*> live;
+    if (auto it = dependents.find(uid_of(d)); it != dependents.end())
+      for (const Stored* p : it->second)
+        if (p->type_key == "pods" && !deleting(p->object) &&
+            p->object.value("/status/phase"_json_pointer, std::string()) != "Failed" &&
+            p->object.value("/status/phase"_json_pointer, std::string()) != "Succeeded")
+          live.push_back(&p->object);
+    // Too few: new Pods from the template, owned by the Deployment (the garbage collector
+    // removes them with it). Too many: the newest go.
+    for (int64_t i = static_cast<int64_t>(live.size()); i < want; ++i) {
+      json pod = {{"apiVersion", "v1"}, {"kind", "Pod"}, {"metadata", d.value("/spec/template/metadata"_json_pointer, json::object())},
+                  {"spec", d.value("/spec/template/spec"_json_pointer, json::object())}};
+      pod["metadata"]["generateName"] = name_of(d) + "-";
+      pod["metadata"]["namespace"] = s.ns;
+      pod["metadata"]["ownerReferences"] = json::array({{{"apiVersion", "apps/v1"}, {"kind", "Deployment"},
+                                                         {"name", name_of(d)}, {"uid", uid_of(d)},
+                                                         {"controller", true}, {"blockOwnerDeletion", true}}});
+      auto r = api_.create(*pod_type, s.ns, std::move(pod), FieldValidation::kIgnore);
+      if (!r.ok()) log_warn("controllers: deployment " + s.ns + "/" + name_of(d) + ": creating a Pod: " + r.error().message);
+    }
+    if (static_cast<int64_t>(live.size()) > want) {
+      std::sort(live.begin(), live.end(), [](const json* a, const json* b) {
+        return a->value("/metadata/creationTimestamp"_json_pointer, std::string()) >
+               b->value("/metadata/creationTimestamp"_json_pointer, std::string());
+      });
+      for (size_t i = 0; i < live.size() - static_cast<size_t>(want); ++i) {
+        auto r = api_.remove(*pod_type, s.ns, name_of(*live[i]), {});
+        if (!r.ok() && r.error().code != 404)
+          log_warn("controllers: deployment " + s.ns + "/" + name_of(d) + ": deleting a Pod: " + r.error().message);
+      }
+    }
+    int64_t ready = 0;
+    for (const json* p : live)
+      for (const auto& c : p->value("/status/conditions"_json_pointer, json::array()))
+        if (c.value("type", std::string()) == "Ready" && c.value("status", std::string()) == "True") ++ready;
+    const int64_t count = std::min<int64_t>(static_cast<int64_t>(live.size()), want);
+    json status = {{"observedGeneration", d.value("/metadata/generation"_json_pointer, int64_t{0})},
+                   {"replicas", count},
+                   {"updatedReplicas", count},
+                   {"readyReplicas", std::min(ready, want)},
+                   {"availableReplicas", std::min(ready, want)}};
+    if (status == d.value("status", json::object())) continue;
+    (void)api_.patch(*deployment_type, s.ns, name_of(d), PatchType::kMerge, json{{"status", status}}, "status",
+                     FieldValidation::kIgnore);
+  }
+}
+
+}  // namespace
 
 }  // namespace hotswap::devcluster

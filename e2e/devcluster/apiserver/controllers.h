@@ -1,6 +1,7 @@
 // The controllers that live inside the dev cluster's API server process, as
 // kube-controller-manager's and the apiextensions server's do beside a real one: the garbage
-// collector (ownerReferences: background, foreground and orphan deletion), the namespace
+// collector (ownerReferences: background, foreground and orphan deletion), Deployments (Pods
+// from the template up to spec.replicas, owned by the Deployment; status counts them), the namespace
 // controller (a terminating namespace's content is deleted, then the namespace), CRD cleanup
 // (a deleted CRD's custom resources go, then its types), CRD registration (an established CRD's
 // types are served; status says Established), and PodDisruptionBudget status.

@@ -60,6 +60,13 @@ ResourceRegistry::ResourceRegistry() {
       builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, {}, {}, false),
       builtin("coordination.k8s.io", "v1", "leases", "Lease", true, {}, {}, true),
       builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, {"pdb"}, {"status"}, true),
+      // Deployments (a replica controller of their own below: Pods straight from the template,
+      // without ReplicaSets) and RBAC (stored, not enforced): what a Helm chart installs.
+      builtin("apps", "v1", "deployments", "Deployment", true, {"deploy"}, {"status"}, true, {"all"}),
+      builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, {}, {}, false),
+      builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, {}, {}, false),
+      builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, {}, {}, false),
+      builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, {}, {}, false),
       builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false,
               {"crd", "crds"}, {"status"}, true),
   };

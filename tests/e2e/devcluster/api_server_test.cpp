@@ -215,6 +215,50 @@ TEST_F(ApiServerTest, DependentsAreGarbageCollectedAndOrphanDeletionKeepsThem) {
   EXPECT_FALSE(kept.body["metadata"].contains("ownerReferences"));
 }
 
+TEST_F(ApiServerTest, ADeploymentKeepsItsReplicasOfPodsFromTheTemplateAndTakesThemAlong) {
+  const char* kDeploys = "/apis/apps/v1/namespaces/default/deployments";
+  const json deploy = json::parse(R"({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+             "template": {"metadata": {"labels": {"app": "web"}},
+                          "spec": {"containers": [{"name": "c", "image": "x", "command": ["sleep", "30"]}]}}}})");
+  auto made = c().post(kDeploys, deploy);
+  ASSERT_EQ(made.code, 201) << made.body.dump();
+  const std::string uid = made.body["metadata"]["uid"];
+  auto pods_of_web = [&] {
+    std::vector<json> v;
+    const json items = c().get(std::string(kPods) + "?labelSelector=app%3Dweb").body["items"];
+    for (const auto& p : items)
+      if (!p["metadata"].contains("deletionTimestamp")) v.push_back(p);
+    return v;
+  };
+  auto count_is = [&](size_t n) {
+    for (int i = 0; i < 100; ++i) {
+      if (pods_of_web().size() == n) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(count_is(2)) << c().get(kPods).body.dump();
+  for (const auto& p : pods_of_web()) {
+    EXPECT_EQ(p["metadata"]["name"].get<std::string>().rfind("web-", 0), 0u);
+    EXPECT_EQ(p["metadata"]["ownerReferences"][0]["uid"], uid);
+    EXPECT_EQ(p["spec"]["containers"][0]["command"][1], "30");
+  }
+  EXPECT_TRUE(eventually(std::string(kDeploys) + "/web",
+                         [](const testing::Reply& r) { return r.body.value("/status/replicas"_json_pointer, 0) == 2; }));
+  // Scaled: the controller follows; a Pod deleted by someone else is replaced.
+  ASSERT_EQ(c().merge_patch(std::string(kDeploys) + "/web", {{"spec", {{"replicas", 1}}}}).code, 200);
+  ASSERT_TRUE(count_is(1));
+  const std::string survivor = pods_of_web()[0]["metadata"]["name"];
+  ASSERT_EQ(c().del(std::string(kPods) + "/" + survivor, {{"gracePeriodSeconds", 0}}).code, 200);
+  ASSERT_TRUE(eventually(std::string(kPods) + "?labelSelector=app%3Dweb", [&](const testing::Reply& r) {
+    return r.body["items"].size() == 1 && r.body["items"][0]["metadata"]["name"] != survivor;
+  }));
+  // Deleted: its Pods go with it.
+  ASSERT_EQ(c().del(std::string(kDeploys) + "/web").code, 200);
+  EXPECT_TRUE(count_is(0));
+}
+
 TEST_F(ApiServerTest, DeletingANamespaceDeletesWhatIsInItThenTheNamespace) {
   ASSERT_EQ(c().post("/api/v1/namespaces", {{"metadata", {{"name", "tmp"}}}}).code, 201);
   ASSERT_EQ(c().post("/api/v1/namespaces/tmp/configmaps", config_map("x")).code, 201);

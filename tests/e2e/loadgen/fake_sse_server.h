@@ -48,6 +48,7 @@ class FakeSseServer {
 
   // Listens on a free loopback port (a few tries: the port is free when picked, not when bound).
   static StatusOr<std::unique_ptr<FakeSseServer>> start(ScriptFn script) {
+    http::keep_listener_runtime_alive();
     std::string last_error;
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto port = http::pick_free_port();

@@ -107,8 +107,10 @@ class OperatorE2e : public ::testing::Test {
     Shell established = kubectl("wait --for=condition=Established crd/modeldeployments.hotswap.io "
                               "crd/modelmigrations.hotswap.io --timeout=30s");
     ASSERT_EQ(established.code, 0) << established.output;
-    start_operator();
+    if (in_process_operator()) start_operator();
   }
+  // False where the test installs the operator itself (from the Helm chart).
+  virtual bool in_process_operator() const { return true; }
 
   void TearDown() override {
     if (HasFailure() && fs::exists(dir_ / "logs")) {
@@ -759,6 +761,67 @@ TEST_F(OperatorE2e, ScalingDownUnderLoadHandsTheStreamsToTheRemainingReplica) {
   expect_clients_saw_nothing(load.get());
   EXPECT_TRUE(eventually([&] { return pods().size() == 1; }, 30s));
   EXPECT_TRUE(wait_ready(1));
+}
+
+
+// The operator installed as a platform team installs it: the Helm chart rendered by Helm's
+// template engine (hotswap-helm-render) and applied with kubectl. Its Deployment's Pod runs
+// hotswap-operator (the dev cluster runs commands, not images, so the chart's operator.command
+// names the binary), which leads through its Lease and then serves a ModelDeployment.
+class OperatorFromTheChartE2e : public OperatorE2e {
+ protected:
+  bool in_process_operator() const override { return false; }
+};
+
+TEST_F(OperatorFromTheChartE2e, TheRenderedChartAppliedToTheClusterRunsAnOperatorThatServesADeployment) {
+  const std::string render = HOTSWAP_HELM_RENDER;
+  ASSERT_FALSE(render.empty()) << "hotswap-helm-render was not built: scripts/install-deps.sh installs its Go packages";
+  const int metrics_port = http::pick_free_port().value(), health_port = http::pick_free_port().value();
+  const fs::path values = dir_ / "values.yaml";
+  std::ofstream(values) << "operator:\n"
+                        << "  command: [" << HOTSWAP_OPERATOR_BIN << "]\n"
+                        << "  extraArgs: [--kubeconfig=" << kubeconfig_ << "]\n"
+                        << "  metricsPort: " << metrics_port << "\n"
+                        << "  healthPort: " << health_port << "\n"
+                        << "  workers: 2\n"
+                        << "agent:\n"
+                        << "  command: " << HOTSWAP_AGENT_BIN << "\n"
+                        << "  modelRoot: " << model_root().string() << "\n";
+  const fs::path manifests = dir_ / "hotswap.yaml";
+  Shell rendered = run(render + " --chart " + HOTSWAP_SOURCE_DIR + "/helm/hotswap --release hotswap --namespace "
+                       "hotswap-system --include-crds -f " + values.string() + " > " + manifests.string());
+  ASSERT_EQ(rendered.code, 0) << rendered.output;
+  const fs::path ns = dir_ / "ns.yaml";
+  std::ofstream(ns) << "apiVersion: v1\nkind: Namespace\nmetadata: {name: hotswap-system}\n";
+  Shell created = kubectl("apply -f " + ns.string());
+  ASSERT_EQ(created.code, 0) << created.output;
+  Shell applied = kubectl("apply -f " + manifests.string());
+  ASSERT_EQ(applied.code, 0) << applied.output;
+  for (const char* made : {"serviceaccount/hotswap created", "clusterrole.rbac.authorization.k8s.io/hotswap created",
+                           "role.rbac.authorization.k8s.io/hotswap-leader-election created",
+                           "deployment.apps/hotswap-operator created", "configmap/hotswap-dashboard created",
+                           "customresourcedefinition.apiextensions.k8s.io/modeldeployments.hotswap.io unchanged"})
+    EXPECT_NE(applied.output.find(made), std::string::npos) << made << "\n" << applied.output;
+
+  // The operator Pod passes its readiness probe (/readyz: every informer synced) and leads.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return kubectl("get deploy hotswap-operator -n hotswap-system -o jsonpath={.status.readyReplicas}").output ==
+               "1";
+      },
+      60s))
+      << kubectl("get pods -n hotswap-system -o wide").output;
+  ASSERT_TRUE(eventually([&] { return kubectl("get lease hotswap -n hotswap-system").code == 0; }, 20s));
+
+  deploy(2);  // served through its Service, every replica gated in by the operator in the Pod
+  const auto ps = pods();
+  ASSERT_EQ(ps.size(), 2u);
+  for (const auto& p : ps) EXPECT_EQ(controllers::pod_condition(p, controllers::kServingGate), "True");
+  Shell metrics = run("curl -sf http://" +
+                      kubectl("get pods -n hotswap-system -l app.kubernetes.io/component=operator "
+                              "-o jsonpath={.items[0].status.podIP}").output +
+                      ":" + std::to_string(metrics_port) + "/metrics");
+  EXPECT_NE(metrics.output.find("hotswap_operator_leader 1"), std::string::npos) << metrics.output;
 }
 
 }  // namespace

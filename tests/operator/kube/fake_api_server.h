@@ -71,6 +71,7 @@ class FakeApiServer {
   // cert_pem/key_pem set: https. A few tries: the port is free when picked, not when bound.
   static StatusOr<std::unique_ptr<FakeApiServer>> start(const std::string& cert_pem = "",
                                                         const std::string& key_pem = "") {
+    http::keep_listener_runtime_alive();
     std::string last_error;
     for (int attempt = 0; attempt < 5; ++attempt) {
       auto port = http::pick_free_port();
