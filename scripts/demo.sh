@@ -164,7 +164,7 @@ if [ -n "$prom_pid" ]; then
     fi
   done
   echo "-- Prometheus (127.0.0.1:$prom_port, scraping every 1 s) queried back"
-  echo "   (the migration by trigger and result, its downtime, bytes by transport, tokens served)"
+  echo "   (the migration by trigger and result, its downtime, bytes by transport, tokens served, replicas)"
   query() {  # the query's samples as "labels value" lines; waits up to 10 s for the first
     local out=
     for _ in $(seq 1 50); do
@@ -180,7 +180,7 @@ for r in json.load(sys.stdin)["data"]["result"]:
   }
   for q in 'hotswap_operator_migrations_total' 'hotswap_operator_migration_downtime_seconds_count' \
       'sum by (transport, direction) (max_over_time(hotswap_migration_bytes_total[5m]))' \
-      'sum(max_over_time(hotswap_generated_tokens_total[5m]))'; do
+      'sum(max_over_time(hotswap_generated_tokens_total[5m]))' 'hotswap_operator_replicas'; do
     got=$(query "$q")
     printf '%s\n%s\n' "$q" "${got:-(nothing)}" | sed '2,$s/^/  /'
     [ -n "$got" ] || prom_ok=0

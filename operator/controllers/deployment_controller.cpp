@@ -109,6 +109,9 @@ Status DeploymentReconciler::ensure_owned_objects(const DeploymentSpec& spec, co
 StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key) {
   kube::ObjectPtr md = view_.deployments->get(key);
   if (!md) {  // deleted: its Pods, Service, PDB, Secret and migrations go by garbage collection
+    const auto slash = key.find('/');
+    if (view_.metrics && slash != std::string::npos)
+      view_.metrics->forget_deployment(key.substr(0, slash), key.substr(slash + 1));
     std::lock_guard<std::mutex> lk(mu_);
     load_.erase(key);
     ensured_.erase(key);
@@ -378,6 +381,7 @@ StatusOr<ReconcileResult> DeploymentReconciler::reconcile(const std::string& key
                  std::to_string(broken) + " replica pod(s) failed", generation, old_conditions, now_ms / 1000),
        condition("Migrating", !active.empty(), active.empty() ? "Idle" : "MigrationsActive",
                  std::to_string(active.size()) + " migration(s) in progress", generation, old_conditions, now_ms / 1000)});
+  if (view_.metrics) view_.metrics->set_replicas(spec.ns, spec.name, spec.replicas, ready, migrating);
   HOTSWAP_RETURN_IF_ERROR(write_status({{"replicas", count},
                                         {"readyReplicas", ready},
                                         {"migratingReplicas", migrating},

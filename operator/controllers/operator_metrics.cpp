@@ -42,6 +42,22 @@ OperatorMetrics::OperatorMetrics() : registry_(std::make_shared<prometheus::Regi
                 .Help("Lists by the informers (all but the first are relists)")
                 .Register(r);
   leader_ = &BuildGauge().Name("hotswap_operator_leader").Help("1 while this replica leads").Register(r).Add({});
+  replicas_ = &BuildGauge()
+                   .Name("hotswap_operator_replicas")
+                   .Help("A ModelDeployment's replicas: desired (spec), ready (serving), migrating")
+                   .Register(r);
+}
+
+void OperatorMetrics::set_replicas(const std::string& ns, const std::string& deployment, int64_t desired,
+                                   int64_t ready, int64_t migrating) {
+  const std::pair<const char*, int64_t> states[] = {{"desired", desired}, {"ready", ready}, {"migrating", migrating}};
+  for (const auto& [state, value] : states)
+    replicas_->Add({{"namespace", ns}, {"deployment", deployment}, {"state", state}}).Set(static_cast<double>(value));
+}
+
+void OperatorMetrics::forget_deployment(const std::string& ns, const std::string& deployment) {
+  for (const char* state : {"desired", "ready", "migrating"})
+    replicas_->Remove(&replicas_->Add({{"namespace", ns}, {"deployment", deployment}, {"state", state}}));
 }
 
 void OperatorMetrics::migration_ended(const std::string& reason, const std::string& result) {

@@ -37,6 +37,11 @@ class OperatorMetrics {
   void set_queue_depth(const std::string& controller, double depth);
   void set_informer_counts(const std::string& resource, int64_t watches, int64_t lists);
   void set_leader(bool leader);
+  // A ModelDeployment's replicas: wanted (spec), ready (serving) and migrating; forgotten when it
+  // is deleted.
+  void set_replicas(const std::string& ns, const std::string& deployment, int64_t desired, int64_t ready,
+                    int64_t migrating);
+  void forget_deployment(const std::string& ns, const std::string& deployment);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -48,6 +53,7 @@ class OperatorMetrics {
   prometheus::Family<prometheus::Gauge>* queue_depth_;
   prometheus::Family<prometheus::Counter>* watch_starts_;
   prometheus::Family<prometheus::Counter>* lists_;
+  prometheus::Family<prometheus::Gauge>* replicas_;
   std::mutex mu_;
   std::map<std::string, std::pair<int64_t, int64_t>> informer_counts_;  // resource -> watches, lists reported
   prometheus::Gauge* leader_;

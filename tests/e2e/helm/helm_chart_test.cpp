@@ -164,7 +164,7 @@ TEST(HelmChart, TheDashboardCoversMigrationsServingAndHealth) {
                         "hotswap_generated_tokens_total", "hotswap_time_to_first_token_seconds_bucket",
                         "hotswap_inter_token_latency_seconds_bucket", "hotswap_queue_depth", "hotswap_kv_blocks",
                         "hotswap_gpu_faults_total", "hotswap_operator_reconcile_seconds_bucket",
-                        "hotswap_operator_watch_starts_total"})
+                        "hotswap_operator_watch_starts_total", "hotswap_operator_replicas"})
     EXPECT_NE(exprs.find(m), std::string::npos) << m;
 }
 
@@ -286,7 +286,8 @@ dashboards:
       }
     }
   EXPECT_EQ(alerts, (std::set<std::string>{"HotswapMigrationsFailing", "HotswapMigrationDowntimeOverBudget",
-                                           "HotswapGpuFaulty", "HotswapOperatorNotLeading", "HotswapReconcileErrors"}));
+                                           "HotswapGpuFaulty", "HotswapReplicasNotReady", "HotswapOperatorNotLeading",
+                                           "HotswapReconcileErrors"}));
   EXPECT_NE(exprs.find("> 0.05"), std::string::npos) << exprs;
   // Prometheus accepts the rules: expressions parse, templates expand, durations are valid.
   YAML::Node rules_file;
@@ -294,7 +295,7 @@ dashboards:
   const std::string rules_path = write_values("rules", YAML::Dump(rules_file));
   const auto check = hotswap::testing::run_promtool("check rules " + rules_path, "");
   EXPECT_EQ(check.exit_code, 0) << check.output;
-  EXPECT_NE(check.output.find("SUCCESS: 5 rules found"), std::string::npos) << check.output;
+  EXPECT_NE(check.output.find("SUCCESS: 6 rules found"), std::string::npos) << check.output;
   fs::remove(rules_path);
   EXPECT_EQ(one(r, "ConfigMap")["metadata"]["namespace"].as<std::string>(), "monitoring");
   fs::remove(values);
