@@ -99,6 +99,8 @@ PROM
   prometheus --config.file="$work/prometheus.yml" --web.listen-address="127.0.0.1:$prom_port" \
     --storage.tsdb.path="$work/tsdb" > "$work/prometheus.log" 2>&1 &
   prom_pid=$!
+else
+  echo "demo: prometheus is not on PATH: the metrics check is skipped (make deps installs it)" >&2
 fi
 
 echo
