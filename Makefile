@@ -43,8 +43,9 @@ bench-migration: build
 gpu-bundle: build
 	@bash scripts/gpu-bundle.sh $(BUILD) .gpu
 
-# libFuzzer on the snapshot decoder for FUZZ_SECONDS, in its own build dir (clang, ASan, UBSan),
-# on a copy of fuzz/corpus/snapshot; crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test.
+# libFuzzer, FUZZ_SECONDS each, on the snapshot decoder and on the operator's ModelDeployment
+# reading, in its own build dir (clang, ASan, UBSan), on copies of fuzz/corpus/{snapshot,deployment};
+# crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test. docs/reliability.md records runs.
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 
@@ -62,12 +63,16 @@ fuzz:
 	set -e; \
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DHOTSWAP_FUZZ=ON -DHOTSWAP_CUDA=OFF -DHOTSWAP_TESTS=OFF; \
-	cmake --build $(FUZZ_BUILD) --target snapshot_decoder_fuzz -j $(JOBS); \
-	rm -rf $(FUZZ_BUILD)/corpus/snapshot; \
-	mkdir -p $(FUZZ_BUILD)/corpus/snapshot $(FUZZ_BUILD)/artifacts; \
-	cp fuzz/corpus/snapshot/* $(FUZZ_BUILD)/corpus/snapshot/; \
-	$(FUZZ_BUILD)/fuzz/snapshot_decoder_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -rss_limit_mb=2048 \
-	  -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus/snapshot
+	cmake --build $(FUZZ_BUILD) --target snapshot_decoder_fuzz deployment_spec_fuzz -j $(JOBS); \
+	mkdir -p $(FUZZ_BUILD)/artifacts; \
+	for t in snapshot:snapshot_decoder_fuzz:8192 deployment:deployment_spec_fuzz:4096; do \
+	  corpus=$${t%%:*}; rest=$${t#*:}; target=$${rest%%:*}; max_len=$${rest#*:}; \
+	  rm -rf $(FUZZ_BUILD)/corpus/$$corpus; mkdir -p $(FUZZ_BUILD)/corpus/$$corpus; \
+	  cp fuzz/corpus/$$corpus/* $(FUZZ_BUILD)/corpus/$$corpus/; \
+	  echo "== $$target for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz/$$target -max_total_time=$(FUZZ_SECONDS) -max_len=$$max_len -rss_limit_mb=2048 \
+	    -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/ $(FUZZ_BUILD)/corpus/$$corpus; \
+	done
 
 format:
 	find common kernels agent e2e tests fuzz -name '*.h' -o -name '*.cpp' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i

@@ -182,12 +182,15 @@ std::string format_rfc3339(int64_t unix_seconds) {
   return buf;
 }
 
-StatusOr<DeploymentSpec> parse_deployment(const json& md) {
+namespace {
+
+StatusOr<DeploymentSpec> read_deployment(const json& md) {
   DeploymentSpec s;
   s.name = kube::object_name(md);
   s.ns = kube::object_namespace(md);
   s.uid = kube::metadata_field(md, "uid");
   s.generation = md.value("/metadata/generation"_json_pointer, int64_t{0});
+  if (s.name.empty()) return invalid_argument("metadata.name: required");
   if (!md.contains("spec") || !md["spec"].is_object()) return invalid_argument("spec: required");
   const json& spec = md["spec"];
   if (!spec.contains("model") || !spec["model"].is_object()) return invalid_argument("spec.model: required");
@@ -203,9 +206,13 @@ StatusOr<DeploymentSpec> parse_deployment(const json& md) {
   }
   auto in_spec = [](const Status& st) { return st.ok() ? st : Status(st.code(), "spec." + st.message()); };
   HOTSWAP_RETURN_IF_ERROR(in_spec(read(spec, "replicas", &s.replicas)));
-  if (s.replicas < 0) return invalid_argument("spec.replicas: must be >= 0, got " + std::to_string(s.replicas));
+  // The CRD's bounds, checked again: a schema edited by hand or an older CRD must not make the
+  // operator create a million Pods.
+  if (s.replicas < 0 || s.replicas > 1000)
+    return invalid_argument("spec.replicas: must be in 0..1000, got " + std::to_string(s.replicas));
   HOTSWAP_RETURN_IF_ERROR(in_spec(read(spec, "gpusPerReplica", &s.gpus_per_replica)));
-  if (s.gpus_per_replica < 1) return invalid_argument("spec.gpusPerReplica: must be >= 1");
+  if (s.gpus_per_replica < 1 || s.gpus_per_replica > 8)
+    return invalid_argument("spec.gpusPerReplica: must be in 1..8, got " + std::to_string(s.gpus_per_replica));
   HOTSWAP_RETURN_IF_ERROR(in_spec(read_strings(spec, "gpuClasses", &s.gpu_classes)));
   HOTSWAP_RETURN_IF_ERROR(in_spec(read(spec, "service.port", &s.service_port)));
   HOTSWAP_RETURN_IF_ERROR(in_spec(read(spec, "service.type", &s.service_type)));
@@ -277,6 +284,20 @@ StatusOr<DeploymentSpec> parse_deployment(const json& md) {
     p.windows.push_back(std::move(mw));
   }
   return s;
+}
+
+}  // namespace
+
+StatusOr<DeploymentSpec> parse_deployment(const json& md) {
+  if (!md.is_object() || !md.contains("metadata") || !md["metadata"].is_object())
+    return invalid_argument("metadata: a ModelDeployment is an object with metadata");
+  // Each field is read with its type checked; a shape nothing expected (found by
+  // fuzz/deployment_spec_fuzz) is still an error that says where, never an exception.
+  try {
+    return read_deployment(md);
+  } catch (const json::exception& e) {
+    return invalid_argument(std::string("spec: unexpected shape: ") + e.what());
+  }
 }
 
 std::string model_hash(const DeploymentSpec& spec) {

@@ -63,6 +63,10 @@ TEST(ParseDeployment, NamesTheFieldThatIsWrong) {
   const std::vector<Case> cases = {
       {"/spec/replicas", "two", "spec.replicas"},
       {"/spec/replicas", -1, "spec.replicas"},
+      // The CRD's bounds hold even where the schema did not check them (an older CRD).
+      {"/spec/replicas", 1000000, "spec.replicas: must be in 0..1000, got 1000000"},
+      {"/spec/gpusPerReplica", 64, "spec.gpusPerReplica: must be in 1..8, got 64"},
+      {"/metadata/name", "", "metadata.name: required"},
       {"/spec/migration/mode", "Fast", "spec.migration.mode"},
       {"/spec/migration/bandwidthLimit", "10 parsecs", "spec.migration.bandwidthLimit"},
       {"/spec/migration/bandwidthLimit", "10Xi", "spec.migration.bandwidthLimit"},
