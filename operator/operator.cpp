@@ -208,9 +208,9 @@ StatusOr<std::unique_ptr<Operator>> Operator::start(const kube::RestClient& clie
   m.view.nodes = m.nodes.get();
   m.view.metrics = &m.metrics;
   m.view.runtime = m.options.runtime;
-  m.poller = std::make_unique<AgentPoller>(m.view, [raw_queue = &m.deployment_queue](const std::string& key) {
-    raw_queue->add(key);
-  });
+  m.poller = std::make_unique<AgentPoller>(
+      m.view, [raw_queue = &m.deployment_queue](const std::string& key) { raw_queue->add(key); },
+      m.options.agent_poll);
   m.view.agents = m.poller.get();
   m.deployment_reconciler = std::make_unique<DeploymentReconciler>(m.view);
   m.migration_reconciler = std::make_unique<MigrationReconciler>(m.view);

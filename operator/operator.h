@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "operator/controllers/agent_poller.h"
 #include "operator/controllers/resources.h"
 #include "operator/kube/rest_client.h"
 
@@ -38,6 +39,8 @@ struct OperatorOptions {
   int health_port = 0;  // 0: no health endpoint
   controllers::AgentRuntime runtime;
   std::chrono::milliseconds informer_backoff{800};
+  // How often the agents' load (and GPU health) is polled, off the reconcile path.
+  controllers::AgentPollerOptions agent_poll;
   // Called once when leadership is lost (the process should exit); default: nothing.
   std::function<void()> on_lost_leadership;
 };

@@ -132,6 +132,9 @@ class OperatorE2e : public ::testing::Test {
     o.runtime.termination_grace_seconds = 10;
     o.workers = 2;
     o.informer_backoff = 100ms;
+    // The load test's pressure lasts a few seconds on the slow class: poll load often enough
+    // that a slow CI machine still sees it sustained (the default is every 2 s).
+    o.agent_poll.load_period = 500ms;
     auto op = Operator::start(cluster_->client(), o);
     ASSERT_TRUE(op.ok()) << op.status().to_string();
     operator_ = std::move(op).value();
