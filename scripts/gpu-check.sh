@@ -71,32 +71,23 @@ step "migration-bench --device cuda" "$out/migration-gpu.jsonl" "$bin/hotswap-mi
   --device cuda --contexts 512,4096,16384 --methods kv,stop-and-copy --repetitions 2 --max-tokens 64 \
   --migrate-after 24 --kv-cache-mb 16384 --transfer-mb 0
 
-echo
-echo "== bench (large, bf16, --device cuda) =="
-if [[ -s $out/bench-gpu.jsonl ]] && command -v python3 >/dev/null; then
-  python3 - "$out/bench-gpu.jsonl" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    r = json.loads(line)
+if command -v python3 >/dev/null; then
+  python3 - "$out/bench-gpu.jsonl" "$out/migration-gpu.jsonl" <<'PY'
+import json, os, sys
+
+def records(path):
+    if not os.path.exists(path):
+        return []
+    return [json.loads(l) for l in open(path) if l.strip().startswith("{")]
+
+print("\n== bench (large, bf16, --device cuda) ==")
+for r in records(sys.argv[1]):
     up = r.get("weight_upload_bytes", 0) / max(r.get("weight_upload_seconds", 0), 1e-9)
     print(f"batch {r['batch']:3d}: decode {r['decode_tokens_per_s']:9.1f} tok/s  prefill {r['prefill_tokens_per_s']:10.1f} tok/s"
           f"  efficiency {100 * r['decode_efficiency']:5.1f}% of d2d {r['copy_bytes_per_s'] / 1e9:.0f} GB/s"
           f"  upload {up / 1e9:.1f} GB/s = {100 * up / r['host_to_device_bytes_per_s']:.0f}% of h2d")
-PY
-fi
-echo
-echo "== migration downtime (large, bf16, --device cuda, tcp) =="
-if [[ -s $out/migration-gpu.jsonl ]] && command -v python3 >/dev/null; then
-  python3 - "$out/migration-gpu.jsonl" <<'PY'
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("{"):
-        continue
-    r = json.loads(line)
+print("\n== migration downtime (large, bf16, --device cuda, tcp) ==")
+for r in records(sys.argv[2]):
     if r.get("kind") == "downtime":
         print(f"{r['method']:>13} context {r['context']:6d}: downtime {r['downtime_ms']:8.2f} ms  switch {r['switch_ms']:7.2f} ms"
               f"  rounds {r['rounds']:.0f}  {r['bytes'] / 1e6:.1f} MB")

@@ -128,6 +128,8 @@ class CudaExecutor : public ModelExecutor {
   // pool and, for a write, none twice.
   Status check_block_ids(const char* what, const int32_t* block_ids, int64_t n, const void* data,
                          bool distinct) const;
+  // Makes the migration staging hold `blocks` blocks.
+  Status grow_staging(int64_t blocks);
   // Copies block_ids[0, n) to the device (ids_dev_).
   Status upload_block_ids(const int32_t* block_ids, int64_t n);
   int64_t staging_blocks() const;
@@ -331,8 +333,10 @@ Status CudaExecutor::forward(const ForwardBatch& b, std::vector<float>* logits) 
     p.offset = packed;
     packed += aligned(p.bytes);
   }
+  // Every pass and migration call ends synchronised, so only a buffer that must grow (and be
+  // freed) needs a wait for work a failed call may have left queued.
+  if (packed > inputs_dev_.capacity()) HOTSWAP_RETURN_IF_ERROR(kc::synchronize(ctx_));
   HOTSWAP_RETURN_IF_ERROR(inputs_host_.reserve(packed, "cuda executor: cudaMallocHost(batch inputs)"));
-  HOTSWAP_RETURN_IF_ERROR(kc::synchronize(ctx_));  // the device buffer may be replaced below
   HOTSWAP_RETURN_IF_ERROR(inputs_dev_.reserve(packed, "the batch's index arrays"));
   for (const Part& p : parts)
     if (p.bytes > 0) std::memcpy(inputs_host_.bytes() + p.offset, p.data, p.bytes);
@@ -410,6 +414,15 @@ int64_t CudaExecutor::staging_blocks() const {
   return std::max<int64_t>(1, (int64_t{64} << 20) / static_cast<int64_t>(layout_.block_bytes()));
 }
 
+Status CudaExecutor::grow_staging(int64_t blocks) {
+  const size_t bytes = static_cast<size_t>(blocks) * layout_.block_bytes();
+  // Each chunk ends with finish() (a wait), so the buffers are idle unless a failed call left
+  // work queued; only growing, which frees them, needs that wait.
+  if (bytes > blocks_dev_.capacity() || static_cast<size_t>(blocks) * sizeof(int32_t) > ids_dev_.capacity())
+    HOTSWAP_RETURN_IF_ERROR(kc::synchronize(ctx_));
+  return blocks_dev_.reserve(bytes, "migration's KV staging");
+}
+
 Status CudaExecutor::upload_block_ids(const int32_t* block_ids, int64_t n) {
   const size_t bytes = static_cast<size_t>(n) * sizeof(int32_t);
   HOTSWAP_RETURN_IF_ERROR(ids_host_.reserve(bytes, "cuda executor: cudaMallocHost(block ids)"));
@@ -445,8 +458,7 @@ Status CudaExecutor::read_kv_blocks(const int32_t* block_ids, int64_t n, void* o
   auto stream = static_cast<cudaStream_t>(ctx_.stream);
   for (int64_t at = 0; at < n; at += staging_blocks()) {
     const int64_t m = std::min(staging_blocks(), n - at);
-    HOTSWAP_RETURN_IF_ERROR(kc::synchronize(ctx_));  // the staging buffers are reused
-    HOTSWAP_RETURN_IF_ERROR(blocks_dev_.reserve(static_cast<size_t>(m) * block_bytes, "migration's KV staging"));
+    HOTSWAP_RETURN_IF_ERROR(grow_staging(m));
     HOTSWAP_RETURN_IF_ERROR(upload_block_ids(block_ids + at, m));
     HOTSWAP_RETURN_IF_ERROR(
         kc::kv_gather_blocks(ctx_, layout_, kv_pool_.as<void>(), kv_blocks_, ids_dev_.as<int32_t>(), m, blocks_dev_.as<void>()));
@@ -465,8 +477,7 @@ Status CudaExecutor::write_kv_blocks(const int32_t* block_ids, int64_t n, const 
   auto stream = static_cast<cudaStream_t>(ctx_.stream);
   for (int64_t at = 0; at < n; at += staging_blocks()) {
     const int64_t m = std::min(staging_blocks(), n - at);
-    HOTSWAP_RETURN_IF_ERROR(kc::synchronize(ctx_));
-    HOTSWAP_RETURN_IF_ERROR(blocks_dev_.reserve(static_cast<size_t>(m) * block_bytes, "migration's KV staging"));
+    HOTSWAP_RETURN_IF_ERROR(grow_staging(m));
     HOTSWAP_RETURN_IF_ERROR(upload_block_ids(block_ids + at, m));
     HOTSWAP_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(blocks_dev_.as<void>(), static_cast<const uint8_t*>(in) + at * block_bytes,
                                                  static_cast<size_t>(m) * block_bytes, cudaMemcpyHostToDevice, stream),
