@@ -113,6 +113,19 @@ Status wait_for_fd(int fd, short events, Deadline deadline, int wake_fd, const s
   }
 }
 
+void WakePipe::wake() const {
+  const char byte = 1;
+  while (::write(write.get(), &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+StatusOr<WakePipe> make_wake_pipe(const std::string& peer) {
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+    return unavailable("pipe2() for the connection to " + peer + ": " + errno_text(errno));
+  return WakePipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;

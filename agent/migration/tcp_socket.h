@@ -48,6 +48,16 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// The pipe that wakes a connection's waits: interrupt() writes a byte that is never read, so
+// every poll() watching `read` (wait_for_fd's wake_fd) returns now and from then on.
+struct WakePipe {
+  UniqueFd read;
+  UniqueFd write;
+  void wake() const;
+};
+// Errors name `peer`, the connection the pipe is for.
+StatusOr<WakePipe> make_wake_pipe(const std::string& peer);
+
 // strerror(err), for messages.
 std::string errno_text(int err);
 // poll()'s timeout for a deadline: -1 for Deadline::max() (no limit), else the milliseconds left,

@@ -13,31 +13,25 @@
 namespace hotswap::migration {
 namespace {
 
-// One end of a TCP connection. interrupt() writes to a pipe that every poll() here watches and
-// that is never drained, so it wakes the waits in progress and fails every later one.
+// One end of a TCP connection. interrupt() wakes the pipe (tcp_socket.h) that every poll() here
+// watches, which wakes the waits in progress and fails every later one.
 class TcpLink final : public ByteLink {
  public:
-  TcpLink(UniqueFd socket, UniqueFd wake_read, UniqueFd wake_write, std::string peer)
-      : socket_(std::move(socket)),
-        wake_read_(std::move(wake_read)),
-        wake_write_(std::move(wake_write)),
-        peer_(std::move(peer)) {}
+  TcpLink(UniqueFd socket, WakePipe wake, std::string peer)
+      : socket_(std::move(socket)), wake_(std::move(wake)), peer_(std::move(peer)) {}
 
   Status send(const uint8_t* data, size_t n, Deadline deadline) override {
     if (interrupted_.load()) return closed_locally();
-    return send_all(socket_.get(), data, n, deadline, wake_read_.get(), peer_);
+    return send_all(socket_.get(), data, n, deadline, wake_.read.get(), peer_);
   }
 
   StatusOr<LinkRead> receive(uint8_t* data, size_t capacity, Deadline deadline) override {
     if (interrupted_.load()) return closed_locally();
-    return receive_some(socket_.get(), data, capacity, deadline, wake_read_.get(), peer_);
+    return receive_some(socket_.get(), data, capacity, deadline, wake_.read.get(), peer_);
   }
 
   void interrupt() override {
-    if (interrupted_.exchange(true)) return;
-    const char byte = 1;
-    while (::write(wake_write_.get(), &byte, 1) < 0 && errno == EINTR) {
-    }
+    if (!interrupted_.exchange(true)) wake_.wake();
   }
 
   void shutdown() override { (void)::shutdown(socket_.get(), SHUT_RDWR); }
@@ -48,8 +42,7 @@ class TcpLink final : public ByteLink {
   Status closed_locally() const { return unavailable("the connection to " + peer_ + " was closed locally"); }
 
   UniqueFd socket_;
-  UniqueFd wake_read_;
-  UniqueFd wake_write_;
+  WakePipe wake_;
   const std::string peer_;
   std::atomic<bool> interrupted_{false};
 };
@@ -57,12 +50,8 @@ class TcpLink final : public ByteLink {
 }  // namespace
 
 StatusOr<std::unique_ptr<ByteLink>> make_tcp_link(UniqueFd socket, std::string peer) {
-  int fds[2];
-  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    return unavailable(std::string("pipe2() for the connection to ") + peer + ": " + std::strerror(errno));
-  }
-  return std::unique_ptr<ByteLink>(
-      std::make_unique<TcpLink>(std::move(socket), UniqueFd(fds[0]), UniqueFd(fds[1]), std::move(peer)));
+  HOTSWAP_ASSIGN_OR_RETURN(WakePipe wake, make_wake_pipe(peer));
+  return std::unique_ptr<ByteLink>(std::make_unique<TcpLink>(std::move(socket), std::move(wake), std::move(peer)));
 }
 
 StatusOr<TcpListener> TcpListener::listen(const std::string& host, uint16_t port) {
@@ -72,18 +61,24 @@ StatusOr<TcpListener> TcpListener::listen(const std::string& host, uint16_t port
 }
 
 StatusOr<std::unique_ptr<ChunkReceiver>> TcpListener::accept(std::chrono::milliseconds timeout,
-                                                             ReceiverOptions options) {
+                                                             ReceiverOptions options, const TlsContext* tls) {
+  const Deadline deadline = deadline_after(timeout);
   std::string peer;
-  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, accept_tcp_socket(fd_.get(), deadline_after(timeout), &peer));
-  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<ByteLink> link, make_tcp_link(std::move(socket), peer));
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, accept_tcp_socket(fd_.get(), deadline, &peer));
+  HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<ByteLink> link,
+                           tls != nullptr ? tls_handshake(std::move(socket), peer, *tls, TlsRole::kServer, deadline)
+                                          : make_tcp_link(std::move(socket), peer));
   return make_stream_receiver(std::move(link), options);
 }
 
 StatusOr<std::unique_ptr<ChunkSender>> tcp_connect(const std::string& host, uint16_t port, SenderOptions options,
-                                                   std::chrono::milliseconds timeout) {
-  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, connect_tcp_socket(host, port, deadline_after(timeout)));
+                                                   std::chrono::milliseconds timeout, const TlsContext* tls) {
+  const Deadline deadline = deadline_after(timeout);
+  HOTSWAP_ASSIGN_OR_RETURN(UniqueFd socket, connect_tcp_socket(host, port, deadline));
+  std::string peer = host + ":" + std::to_string(port);
   HOTSWAP_ASSIGN_OR_RETURN(std::unique_ptr<ByteLink> link,
-                           make_tcp_link(std::move(socket), host + ":" + std::to_string(port)));
+                           tls != nullptr ? tls_handshake(std::move(socket), std::move(peer), *tls, TlsRole::kClient, deadline)
+                                          : make_tcp_link(std::move(socket), std::move(peer)));
   return make_stream_sender(std::move(link), options);
 }
 

@@ -3,7 +3,8 @@
 // source → target and the control messages come back on the same connection.
 //
 // Sockets are IPv4, non-blocking, with Nagle off and large kernel buffers (tcp_socket.h); all
-// waits are poll() with deadlines. Host names go through the system resolver (getaddrinfo),
+// waits are poll() with deadlines. Given a TlsContext, both ends run TLS over the connection
+// (tls_link.h) before the first chunk, within the same timeout. Host names go through the system resolver (getaddrinfo),
 // whose own timeouts apply; agents pass pod IPs.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "agent/migration/tcp_socket.h"
+#include "agent/migration/tls_link.h"
 #include "agent/migration/transport.h"
 
 namespace hotswap::migration {
@@ -26,8 +28,10 @@ class TcpListener {
   uint16_t port() const { return port_; }
   // The listening socket, readable when a source is waiting (to poll it beside other listeners).
   int fd() const { return fd_.get(); }
-  // The next source that connects, as a receiver; kUnavailable when none came within timeout.
-  StatusOr<std::unique_ptr<ChunkReceiver>> accept(std::chrono::milliseconds timeout, ReceiverOptions options = {});
+  // The next source that connects, as a receiver; kUnavailable when none came within timeout,
+  // or when the TLS handshake with the one that came failed (`tls` non-null; the message says why).
+  StatusOr<std::unique_ptr<ChunkReceiver>> accept(std::chrono::milliseconds timeout, ReceiverOptions options = {},
+                                                  const TlsContext* tls = nullptr);
 
  private:
   TcpListener(UniqueFd fd, uint16_t port) : fd_(std::move(fd)), port_(port) {}
@@ -36,9 +40,9 @@ class TcpListener {
   uint16_t port_ = 0;
 };
 
-// Connects to a target's listener, as a sender.
+// Connects to a target's listener, as a sender (over TLS when `tls` is non-null).
 StatusOr<std::unique_ptr<ChunkSender>> tcp_connect(const std::string& host, uint16_t port, SenderOptions options,
-                                                   std::chrono::milliseconds timeout);
+                                                   std::chrono::milliseconds timeout, const TlsContext* tls = nullptr);
 
 // The ByteLink over a connected socket (for tests of the protocol over TCP).
 StatusOr<std::unique_ptr<ByteLink>> make_tcp_link(UniqueFd socket, std::string peer);

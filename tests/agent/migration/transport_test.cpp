@@ -1,4 +1,4 @@
-// The migration transports end to end, tcp (over 127.0.0.1), shm and loopback alike: a whole
+// The migration transports end to end, tcp and tls (over 127.0.0.1), shm and loopback alike: a whole
 // snapshot stream, the reply, and every way a transfer can go wrong (a corrupt payload that is
 // resent, a corrupt header, a peer that disappears or never reads, aborts from either side), and
 // the bandwidth cap.
@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <future>
 #include <optional>
 #include <thread>
 
@@ -13,6 +14,7 @@
 #include "agent/migration/loopback_transport.h"
 #include "agent/migration/shm_transport.h"
 #include "agent/migration/tcp_transport.h"
+#include "tests/agent/migration/tls_test_util.h"
 #include "tests/agent/migration/transport_test_util.h"
 
 namespace hotswap::migration {
@@ -29,12 +31,14 @@ using testing::receive_all;
 using testing::Received;
 using testing::send_stream;
 
-enum class Kind { kTcp, kShm, kLoopback };
+enum class Kind { kTcp, kTls, kShm, kLoopback };
 
 std::string kind_name(Kind k) {
   switch (k) {
     case Kind::kTcp:
       return "tcp";
+    case Kind::kTls:
+      return "tls";
     case Kind::kShm:
       return "shm";
     case Kind::kLoopback:
@@ -57,9 +61,15 @@ class TransportTest : public ::testing::TestWithParam<Kind> {
     auto listener = TcpListener::listen("127.0.0.1", 0);
     EXPECT_TRUE(listener.ok()) << listener.status().to_string();
     if (!listener.ok()) return c;
-    auto sender = tcp_connect("127.0.0.1", listener->port(), sender_options, 5s);
+    // Over TLS the handshake needs both ends at once: the source connects on a thread of its own.
+    if (GetParam() == Kind::kTls && !tls_) tls_ = testing::deployment_tls("transport-test");
+    const TlsContext* tls = GetParam() == Kind::kTls ? tls_.get() : nullptr;
+    auto connecting = std::async(std::launch::async, [&] {
+      return tcp_connect("127.0.0.1", listener->port(), sender_options, 5s, tls);
+    });
+    auto receiver = listener->accept(5s, receiver_options, tls);
+    auto sender = connecting.get();
     EXPECT_TRUE(sender.ok()) << sender.status().to_string();
-    auto receiver = listener->accept(5s, receiver_options);
     EXPECT_TRUE(receiver.ok()) << receiver.status().to_string();
     if (sender.ok()) c.sender = std::move(sender).value();
     if (receiver.ok()) c.receiver = std::move(receiver).value();
@@ -89,6 +99,7 @@ class TransportTest : public ::testing::TestWithParam<Kind> {
 
   std::optional<ShmSocketDir> shm_dir_;
   int shm_sockets_ = 0;
+  std::shared_ptr<const TlsContext> tls_;
 };
 
 // The offset of chunk `sequence`'s header in the stream.
@@ -250,7 +261,8 @@ TEST_P(TransportTest, SourceDroppingTheConnectionMidStreamFailsBothSides) {
   // or, over TCP, is reset when an acknowledgement reaches the dead socket first.
   const bool closed = contains(got.status.message(), "closed the connection before the stream ended") &&
                       contains(got.status.message(), "truncated in the payload");
-  const bool reset = GetParam() == Kind::kTcp && contains(got.status.message(), "reset by peer");
+  const bool reset =
+      (GetParam() == Kind::kTcp || GetParam() == Kind::kTls) && contains(got.status.message(), "reset by peer");
   EXPECT_TRUE(closed || reset) << got.status.message();
   EXPECT_FALSE(got.chunks.empty());
 }
@@ -491,7 +503,8 @@ TEST_P(TransportTest, WholeChunkWritesThatDoNotFitAreRefusedAndBreakNothing) {
   EXPECT_EQ(c.sender->stats().bytes_written, bytes.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::Values(Kind::kTcp, Kind::kShm, Kind::kLoopback),
+INSTANTIATE_TEST_SUITE_P(Transports, TransportTest,
+                         ::testing::Values(Kind::kTcp, Kind::kTls, Kind::kShm, Kind::kLoopback),
                          [](const ::testing::TestParamInfo<Kind>& info) {
                            std::string name = kind_name(info.param);
                            name[0] = static_cast<char>(std::toupper(name[0]));

@@ -386,8 +386,8 @@ TEST(RestClient, CreateChecksServerAndPem) {
   auto bad_ca = RestClient::create(c);
   ASSERT_FALSE(bad_ca.ok());
   EXPECT_NE(bad_ca.status().message().find("certificate authority"), std::string::npos);
-  auto a = fake::make_test_cert("a", 1);
-  auto b = fake::make_test_cert("b", 2);
+  auto a = fake::make_test_cert("a");
+  auto b = fake::make_test_cert("b");
   ASSERT_FALSE(a.cert_pem.empty());
   c.ca_pem = a.cert_pem;
   c.client_cert_pem = a.cert_pem;
@@ -402,8 +402,8 @@ TEST(RestClient, CreateChecksServerAndPem) {
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    cert_ = fake::make_test_cert("hotswap-test-apiserver", 10);
-    other_ = fake::make_test_cert("some-other-ca", 11);
+    cert_ = fake::make_test_cert("hotswap-test-apiserver");
+    other_ = fake::make_test_cert("some-other-ca");
     ASSERT_FALSE(cert_.cert_pem.empty());
     auto s = FakeApiServer::start(cert_.cert_pem, cert_.key_pem);
     ASSERT_TRUE(s.ok()) << s.status().to_string();
