@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-operator [--kubeconfig F] [--context NAME] [--namespace NS] [--leader-elect]\n"
       "                        [--metrics-port P] [--health-port P] [--workers N] [--agent-image IMAGE]\n"
-      "                        [--agent-command PATH] [--model-root DIR]");
+      "                        [--agent-command PATH] [--model-root DIR] [--migration-tls=false]");
   flags.add("kubeconfig", "F", "kubeconfig to use (default: $KUBECONFIG, in-cluster, then ~/.kube/config)");
   flags.add("context", "NAME", "the kubeconfig context (default: its current-context)");
   flags.add("namespace", "NS", "watch ModelDeployments and ModelMigrations in NS only (default: all namespaces)");
@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
   flags.add("agent-image", "IMAGE", "container image of the replica Pods (default hotswap-agent:0.1)");
   flags.add("agent-command", "PATH", "the agent's executable in that image (default hotswap-agent)");
   flags.add("model-root", "DIR", "where a relative spec.model.path is found in the agent's container (default /models)");
+  flags.add("migration-tls", "BOOL",
+            "true (default): each deployment's agents migrate over mutual TLS with material the operator makes "
+            "(Secret <name>-migration-tls); false: over plain tcp");
   flags.add("help", "", "show this help");
   if (Status st = flags.parse(argc, argv, 1); !st.ok()) return fail(st, 2);
   if (flags.has("help")) {
@@ -77,6 +80,11 @@ int main(int argc, char** argv) {
   o.runtime.image = flags.get("agent-image", o.runtime.image);
   o.runtime.command = flags.get("agent-command", o.runtime.command);
   o.runtime.model_root = flags.get("model-root", o.runtime.model_root);
+  if (const std::string tls = flags.get("migration-tls", "true"); tls == "false") {
+    o.runtime.migration_tls = false;
+  } else if (tls != "true") {
+    return fail(invalid_argument("--migration-tls must be true or false, got '" + tls + "'"), 2);
+  }
   o.on_lost_leadership = [] {
     log_error("hotswap-operator: leadership lost; exiting so that this replica restarts as a follower");
     std::_Exit(1);

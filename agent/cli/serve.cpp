@@ -7,6 +7,7 @@
 
 #include "agent/cli/commands.h"
 #include "agent/cli/engine_flags.h"
+#include "agent/migration/tls_link.h"
 #include "agent/server/agent_server.h"
 #include "common/log.h"
 #include "common/termination_signals.h"
@@ -53,13 +54,46 @@ StatusOr<Speed> speed_from_flags(const FlagSet& flags) {
   return s;
 }
 
+// The migration data channel's TLS material: --migration-tls-dir (a mounted kubernetes.io/tls
+// Secret: ca.crt, tls.crt, tls.key), else the PEM text of $HOTSWAP_MIGRATION_TLS_CA, _CERT and
+// _KEY (all three, as the operator's replica Pods get them), else none (null).
+StatusOr<std::shared_ptr<const migration::TlsContext>> migration_tls_from_flags(const FlagSet& flags) {
+  if (flags.has("migration-tls-dir")) {
+    std::string dir = flags.get("migration-tls-dir");
+    if (!dir.empty() && dir.back() != '/') dir += '/';
+    auto material = migration::read_tls_material(dir + "ca.crt", dir + "tls.crt", dir + "tls.key");
+    if (!material.ok()) return material.status().with_context("--migration-tls-dir");
+    auto context = migration::TlsContext::create(*material);
+    if (!context.ok()) return context.status().with_context("--migration-tls-dir " + flags.get("migration-tls-dir"));
+    return context;
+  }
+  const char* names[] = {"HOTSWAP_MIGRATION_TLS_CA", "HOTSWAP_MIGRATION_TLS_CERT", "HOTSWAP_MIGRATION_TLS_KEY"};
+  std::string values[3];
+  int set = 0;
+  for (int i = 0; i < 3; ++i) {
+    const char* v = std::getenv(names[i]);
+    if (v != nullptr && *v != '\0') {
+      values[i] = v;
+      ++set;
+    }
+  }
+  if (set == 0) return std::shared_ptr<const migration::TlsContext>();
+  if (set != 3)
+    return invalid_argument("$HOTSWAP_MIGRATION_TLS_CA, _CERT and _KEY must be set together (" + std::to_string(set) +
+                            " of 3 are)");
+  auto context = migration::TlsContext::create({values[0], values[1], values[2]});
+  if (!context.ok()) return context.status().with_context("$HOTSWAP_MIGRATION_TLS_*");
+  return context;
+}
+
 }  // namespace
 
 int run_serve(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-agent serve --model DIR [--host 127.0.0.1] [--port P] [--device cpu|cuda]\n"
       "                           [--control-token-file F] [--max-batch-tokens N] [--kv-blocks N] [--max-queue N]\n"
-      "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]");
+      "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]\n"
+      "                           [--migration-tls-dir DIR | --allow-plaintext-migration]");
   flags.add("model", "DIR", "Hugging Face model directory");
   flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
@@ -73,6 +107,11 @@ int run_serve(int argc, char** argv) {
             "the CPU backend runs at F/R of its speed");
   flags.add("speed-reference", "R",
             "the speed factor that runs the CPU backend at full speed (default $HOTSWAP_GPU_SPEED_REFERENCE, else F)");
+  flags.add("migration-tls-dir", "DIR",
+            "TLS material of the migration data channel: ca.crt, tls.crt, tls.key (a mounted TLS Secret); "
+            "default: the PEM text in $HOTSWAP_MIGRATION_TLS_CA, _CERT, _KEY");
+  flags.add("allow-plaintext-migration", "",
+            "without TLS material, take and send migrations over plain tcp (prompts and KV cache in the clear)");
   add_engine_flags(&flags);
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st, int code) {
@@ -113,6 +152,13 @@ int run_serve(int argc, char** argv) {
     if (!token.ok()) return fail(token.status(), 2);
     so.control_token = *token;
   }
+  auto tls = migration_tls_from_flags(flags);
+  if (!tls.ok()) return fail(tls.status(), 2);
+  so.migration_tls = *tls;
+  so.allow_plaintext_migration = flags.has("allow-plaintext-migration");
+  if (!so.migration_tls && !so.allow_plaintext_migration)
+    log_warn("no migration TLS material and plaintext not allowed: this agent will refuse migrations over tcp "
+             "(--migration-tls-dir, or --allow-plaintext-migration)");
 
   TerminationSignals signals;  // before any thread starts
 

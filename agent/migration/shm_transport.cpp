@@ -562,6 +562,7 @@ ShmSocketDir::~ShmSocketDir() {
 }
 
 std::string local_node_id() {
+  if (const char* id = std::getenv("HOTSWAP_NODE_ID"); id != nullptr && *id != '\0') return id;
   std::string boot;
   if (std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
     char line[128] = {};

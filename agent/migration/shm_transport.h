@@ -122,6 +122,9 @@ class ShmSocketDir {
 // /proc/sys/kernel/random/boot_id, the same for every process of one running kernel); two agents
 // with the same node id run on one machine and, sharing a hostname, usually in one container or
 // host namespace. Empty when the boot id cannot be read: then nothing is known to be the same node.
+// $HOTSWAP_NODE_ID, when set, is taken instead: the dev cluster's kubelet sets it to its simulated
+// node's name, so agents on two simulated nodes of one machine migrate over the network (tls or
+// tcp), as on a real cluster, and shm only within a node.
 std::string local_node_id();
 
 }  // namespace hotswap::migration

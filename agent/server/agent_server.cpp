@@ -603,6 +603,8 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   mh.metrics = &impl->metrics;
   mh.sink_host = std::weak_ptr<SinkHost>(impl);
   mh.listen_host = options.host;
+  mh.tls = options.migration_tls;
+  mh.allow_plaintext = options.allow_plaintext_migration;
   mh.self_name = "agent@" + options.host + ":" + std::to_string(options.port);
   mh.model_digest = *digest;
   mh.architecture = engine::architecture_name(impl->model->config().architecture);

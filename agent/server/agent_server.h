@@ -17,6 +17,10 @@
 #include "agent/engine/engine.h"
 #include "common/status.h"
 
+namespace hotswap::migration {
+class TlsContext;
+}
+
 namespace hotswap::agent {
 
 struct AgentServerOptions {
@@ -29,6 +33,10 @@ struct AgentServerOptions {
   std::chrono::milliseconds heartbeat{1000};
   size_t resume_log_events = 1024;      // recent events per stream kept for Last-Event-ID
   std::chrono::seconds resume_ttl{60};  // how long a finished stream can still be resumed
+  // The migration data channel (migration_controller.h): TLS material, else plaintext only when
+  // allowed; without either the agent takes and sends no migration over the network.
+  std::shared_ptr<const migration::TlsContext> migration_tls;
+  bool allow_plaintext_migration = false;
 };
 
 class AgentServer {

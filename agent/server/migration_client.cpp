@@ -49,7 +49,7 @@ std::string string_field(const json& j, const char* key) {
 }
 
 struct ChosenEndpoint {
-  std::string transport;  // "tcp" or "shm"
+  std::string transport;  // "tcp", "tls" or "shm"
   std::string endpoint;
 };
 
@@ -74,7 +74,8 @@ StatusOr<ChosenEndpoint> choose_data_endpoint(const std::string& transport, cons
     return ChosenEndpoint{"shm", shm};
   }
   if (tcp.empty()) return data_loss("the target's prepare answer names no tcp data endpoint: " + prepared.dump());
-  return ChosenEndpoint{"tcp", tcp};
+  // The network endpoint is tls:// when the target holds the deployment's TLS material.
+  return ChosenEndpoint{tcp.rfind("tls://", 0) == 0 ? "tls" : "tcp", tcp};
 }
 
 }  // namespace

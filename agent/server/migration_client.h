@@ -3,7 +3,9 @@
 // Used by `hotswap-agent migrate`, the migration benchmark and hotswap-operator (which takes
 // the steps one reconcile at a time: start_migration, then migration_state until it ends).
 //
-// The transport: the target offers tcp and, when it can, shm (data_endpoints); transport "auto"
+// The transport: the target offers tcp (tls:// when it holds TLS material, which the source then
+// needs too) and, when it can, shm (data_endpoints); transport "tcp" takes the network endpoint
+// whatever its scheme; "auto"
 // takes shm when the target's node_id (in its prepare answer) equals the source's (in its GET
 // /control/v1/status), so both agents say they run on one machine; the caller's own machine
 // does not matter, it may run anywhere.
@@ -35,7 +37,7 @@ struct MigrationCall {
 
 struct StartedMigration {
   std::string id;
-  std::string transport;  // "tcp" or "shm"
+  std::string transport;  // "tls", "tcp" (the network endpoint, encrypted or not) or "shm"
 };
 
 // Prepares the target and starts the source; the agents then run the migration between

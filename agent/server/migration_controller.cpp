@@ -20,13 +20,17 @@ namespace {
 
 constexpr std::chrono::milliseconds kTransferTimeout{30000};
 
+constexpr const char* kNoTlsMaterial =
+    "this agent has no migration TLS material (--migration-tls-dir, or $HOTSWAP_MIGRATION_TLS_CA, _CERT, _KEY)";
+constexpr const char* kAllowPlaintextFlag = "--allow-plaintext-migration";
+
 // How often a target waiting for its source looks whether the migration was aborted.
 constexpr std::chrono::milliseconds kAcceptSlice{100};
 
 struct DataEndpoint {
-  std::string transport;  // "tcp" or "shm"
-  std::string host;       // tcp
-  uint16_t port = 0;      // tcp
+  std::string transport;  // "tcp", "tls" or "shm"
+  std::string host;       // tcp, tls
+  uint16_t port = 0;      // tcp, tls
   std::string path;       // shm: the target's socket
 };
 
@@ -37,18 +41,20 @@ StatusOr<DataEndpoint> parse_data_endpoint(const std::string& ep) {
     d.transport = "shm";
     return d;
   }
-  const std::string prefix = "tcp://";
-  if (ep.rfind(prefix, 0) != 0)
-    return invalid_argument("data_endpoint '" + ep + "' is neither tcp://host:port nor shm:///path");
-  std::string rest = ep.substr(prefix.size());
-  size_t colon = rest.rfind(':');
-  if (colon == std::string::npos) return invalid_argument("data_endpoint '" + ep + "' has no port");
-  int port = std::atoi(rest.substr(colon + 1).c_str());
-  if (port < 1 || port > 65535) return invalid_argument("data_endpoint '" + ep + "' has a bad port");
-  d.transport = "tcp";
-  d.host = rest.substr(0, colon);
-  d.port = static_cast<uint16_t>(port);
-  return d;
+  for (const char* scheme : {"tcp", "tls"}) {
+    const std::string prefix = std::string(scheme) + "://";
+    if (ep.rfind(prefix, 0) != 0) continue;
+    std::string rest = ep.substr(prefix.size());
+    size_t colon = rest.rfind(':');
+    if (colon == std::string::npos) return invalid_argument("data_endpoint '" + ep + "' has no port");
+    int port = std::atoi(rest.substr(colon + 1).c_str());
+    if (port < 1 || port > 65535) return invalid_argument("data_endpoint '" + ep + "' has a bad port");
+    d.transport = scheme;
+    d.host = rest.substr(0, colon);
+    d.port = static_cast<uint16_t>(port);
+    return d;
+  }
+  return invalid_argument("data_endpoint '" + ep + "' is none of tls://host:port, tcp://host:port, shm:///path");
 }
 
 // A shm listener in a private directory of its own (one per migration, so a target listens
@@ -97,9 +103,13 @@ StatusOr<json> MigrationController::prepare(const json& body) {
   if (!digest.empty() && digest != host_.model_digest)
     return failed_precondition("model digest " + digest + " is not this agent's " + host_.model_digest +
                                ": the target must run the source's weights");
+  if (!host_.tls && !host_.allow_plaintext)
+    return failed_precondition(kNoTlsMaterial + std::string(" and plaintext migration is not allowed (") +
+                               kAllowPlaintextFlag + "): this agent takes no migration over the network");
   HOTSWAP_ASSIGN_OR_RETURN(auto listener, migration::TcpListener::listen(host_.listen_host, 0));
   auto tcp = std::make_unique<migration::TcpListener>(std::move(listener));
-  const std::string tcp_endpoint = "tcp://" + host_.listen_host + ":" + std::to_string(tcp->port());
+  const std::string tcp_endpoint =
+      (host_.tls ? "tls://" : "tcp://") + host_.listen_host + ":" + std::to_string(tcp->port());
   json endpoints = {{"tcp", tcp_endpoint}};
   std::lock_guard<std::mutex> lk(mu_);
   if (migrations_.count(id)) return invalid_argument("migration '" + id + "' already exists here");
@@ -159,9 +169,23 @@ void MigrationController::run_target(Migration* m, std::unique_ptr<migration::Tc
     const auto left =
         std::max(std::chrono::milliseconds(1),
                  std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
-    transport = fds[0].revents != 0 ? "tcp" : "shm";
-    receiver = transport == "tcp" ? tcp->accept(left) : shm->accept(left);
-    break;
+    if (fds[0].revents == 0) {
+      transport = "shm";
+      receiver = shm->accept(left);
+      break;
+    }
+    transport = host_.tls ? "tls" : "tcp";
+    auto accepted = tcp->accept(left, {}, host_.tls.get());
+    if (accepted.ok() || !host_.tls) {
+      receiver = std::move(accepted);
+      break;
+    }
+    // A peer that failed the TLS handshake is not the source (or is one without the
+    // deployment's certificate): it is turned away, and the wait goes on for the real one.
+    log_warn("migration " + m->id + " (target): refused a connection: " + accepted.status().to_string());
+    receiver = unavailable("timed out after " + std::to_string(kTransferTimeout.count()) +
+                           " ms waiting for the migration source to connect; the last connection was refused: " +
+                           accepted.status().message());
   }
   tcp.reset();
   shm.reset();  // its socket file goes with it, then the directory
@@ -220,7 +244,14 @@ StatusOr<json> MigrationController::start(const std::string& id, const json& bod
   for (const char* key : {"data_endpoint", "target_url"})
     if (!body.contains(key) || !body[key].is_string())
       return invalid_argument(std::string("'") + key + "' (a string) is required");
-  HOTSWAP_RETURN_IF_ERROR(parse_data_endpoint(body["data_endpoint"].get<std::string>()).status());
+  HOTSWAP_ASSIGN_OR_RETURN(DataEndpoint endpoint, parse_data_endpoint(body["data_endpoint"].get<std::string>()));
+  if (endpoint.transport == "tls" && !host_.tls)
+    return failed_precondition("data_endpoint '" + body["data_endpoint"].get<std::string>() + "' is TLS, and " +
+                               kNoTlsMaterial + " to authenticate to the target with");
+  if (endpoint.transport == "tcp" && !host_.allow_plaintext)
+    return failed_precondition("data_endpoint '" + body["data_endpoint"].get<std::string>() +
+                               "' is plaintext, and this agent does not send a migration in the clear (" +
+                               kAllowPlaintextFlag + " allows it); give both agents the deployment's TLS material");
   if (body.contains("mode") && !body["mode"].is_string()) return invalid_argument("'mode' must be a string");
   HOTSWAP_RETURN_IF_ERROR(migration::parse_migration_mode(body.value("mode", std::string("kv"))).status());
   if (body.contains("downtime_budget_ms") &&
@@ -259,8 +290,10 @@ void MigrationController::run_source(Migration* m, json body) {
   auto ep = parse_data_endpoint(body["data_endpoint"].get<std::string>());  // checked by start()
   migration::SenderOptions so;
   so.bandwidth_cap_bytes_per_s = body.value("bandwidth_cap_bytes_per_s", uint64_t{0});
-  auto sender = ep->transport == "shm" ? migration::shm_connect(ep->path, so, kTransferTimeout)
-                                       : migration::tcp_connect(ep->host, ep->port, so, kTransferTimeout);
+  auto sender = ep->transport == "shm"
+                    ? migration::shm_connect(ep->path, so, kTransferTimeout)
+                    : migration::tcp_connect(ep->host, ep->port, so, kTransferTimeout,
+                                             ep->transport == "tls" ? host_.tls.get() : nullptr);
   if (!sender.ok()) return fail(sender.status());
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -2,8 +2,9 @@
 //   POST /control/v1/migrations               {id, source, model_digest} — prepare this agent as
 //        the target: check the digest, listen for the snapshot stream on tcp and on a shm socket
 //        (in a private directory, removed once the source connected) -> {"data_endpoint": tcp,
-//        "data_endpoints": {"tcp", "shm"}, "node_id"}; the source connects to one of them
-//   POST /control/v1/migrations/{id}/start    {data_endpoint (tcp://host:port or shm:///path),
+//        "data_endpoints": {"tcp", "shm"}, "node_id"}; the source connects to one of them. The
+//        "tcp" endpoint is tls://host:port when the agent has TLS material (MigrationHost::tls).
+//   POST /control/v1/migrations/{id}/start    {data_endpoint (tls://, tcp://host:port or shm:///path),
 //        target_url, mode, downtime_budget_ms, bandwidth_cap_bytes_per_s, max_rounds, sequences}
 //        — run this agent as the source
 //   GET  /control/v1/migrations/{id}          phase, report (rounds, bytes, rate, downtime)
@@ -34,6 +35,7 @@ namespace hotswap::migration {
 class ShmListener;
 class ShmSocketDir;
 class TcpListener;
+class TlsContext;
 }  // namespace hotswap::migration
 
 namespace hotswap::agent {
@@ -47,6 +49,11 @@ struct MigrationHost {
   std::function<void(const std::string& target_url)> on_switched;
   std::weak_ptr<SinkHost> sink_host;
   std::string listen_host = "127.0.0.1";  // where target data listeners bind
+  // The data channel's TLS (tls_link.h): with it, a target listens on tls:// only and a source
+  // connects to tls:// endpoints. A tcp:// endpoint (plaintext) is refused on both sides unless
+  // allow_plaintext; shm (same node, a private Unix socket) needs neither.
+  std::shared_ptr<const migration::TlsContext> tls;
+  bool allow_plaintext = false;
   std::string self_name;                  // for manifests and logs
   std::string model_digest;
   std::string architecture;
@@ -70,7 +77,7 @@ class MigrationController {
     std::string id, role, phase = "Pending";
     nlohmann::json report = nlohmann::json::object();
     std::string error;
-    std::string transport;                               // "tcp" or "shm", once connected
+    std::string transport;                               // "tcp", "tls" or "shm", once connected
     bool cancelled = false;                              // by abort(), shutdown(): a target stops waiting
     std::unique_ptr<migration::ChunkSender> sender;      // source
     std::unique_ptr<migration::ChunkReceiver> receiver;  // target

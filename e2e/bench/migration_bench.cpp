@@ -15,7 +15,8 @@
 // framing, CRC32C, resend window, decoder) against plain TCP writes of as many bytes over
 // 127.0.0.1 (link_probe.h), and against the same plain writes with only a copy on the writer
 // and a CRC32C on the reader (the least work a checksummed, resend-capable transport adds),
-// alternated --repetitions times; medians.
+// alternated --repetitions times; medians. And the same transport over TLS (tls_link.h), as
+// agents with a deployment's TLS material run it, against the plaintext transport.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,6 +31,7 @@
 #include "agent/server/migration_client.h"
 #include "common/flags.h"
 #include "common/http.h"
+#include "common/x509.h"
 #include "e2e/loadgen/loadgen.h"
 
 namespace hotswap {
@@ -57,6 +59,7 @@ StatusOr<Pair> start_pair(const std::shared_ptr<const engine::Model>& model, con
     agent::AgentServerOptions so;
     so.model_name = "bench";
     so.control_token = kToken;
+    so.allow_plaintext_migration = true;  // both agents on loopback; tls is measured by --transport tls
     HOTSWAP_ASSIGN_OR_RETURN(so.port, http::pick_free_port());
     HOTSWAP_ASSIGN_OR_RETURN(*slot, agent::AgentServer::start(model, std::move(eng), so));
   }
@@ -144,20 +147,21 @@ StatusOr<CaseResult> run_case(const std::shared_ptr<const engine::Model>& model,
 }
 
 // The tcp transport carrying `bytes` of KV blocks (4 MiB chunks) plus the stream's framing, to
-// a receiver that decodes every chunk; bytes/s from the first write to the reply.
-StatusOr<double> transport_bytes_per_s(int64_t bytes) {
+// a receiver that decodes every chunk; bytes/s from the first write to the reply. Over TLS when
+// `tls` is non-null (both ends with the same material, as a deployment's agents have).
+StatusOr<double> transport_bytes_per_s(int64_t bytes, const migration::TlsContext* tls) {
   using namespace migration;
   HOTSWAP_ASSIGN_OR_RETURN(TcpListener listener, TcpListener::listen("127.0.0.1", 0));
   const std::chrono::milliseconds timeout(60000);
   auto target = std::async(std::launch::async, [&]() -> Status {
-    HOTSWAP_ASSIGN_OR_RETURN(auto rx, listener.accept(timeout));
+    HOTSWAP_ASSIGN_OR_RETURN(auto rx, listener.accept(timeout, {}, tls));
     for (;;) {
       HOTSWAP_ASSIGN_OR_RETURN(DecodedChunk c, rx->next(timeout));
       if (c.kind == ChunkKind::kEnd) break;
     }
     return rx->reply("{\"switched\":true}", timeout);
   });
-  HOTSWAP_ASSIGN_OR_RETURN(auto tx, tcp_connect("127.0.0.1", listener.port(), SenderOptions{}, timeout));
+  HOTSWAP_ASSIGN_OR_RETURN(auto tx, tcp_connect("127.0.0.1", listener.port(), SenderOptions{}, timeout, tls));
   kernels::KvLayout layout{8, 4, 64, 16, kernels::DType::kF32};  // the small preset's blocks
   const int64_t block_bytes = static_cast<int64_t>(layout.block_bytes());
   const int64_t per_chunk = std::max<int64_t>(1, (4 << 20) / block_bytes);
@@ -190,6 +194,17 @@ StatusOr<double> transport_bytes_per_s(int64_t bytes) {
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   HOTSWAP_RETURN_IF_ERROR(target.get());
   return static_cast<double>(tx->stats().bytes_written) / secs;
+}
+
+// A deployment's TLS material, as the operator makes it: a CA and one certificate it signed.
+StatusOr<std::shared_ptr<const migration::TlsContext>> bench_tls_context() {
+  x509::CertificateRequest ca_request, leaf_request;
+  ca_request.common_name = "bench CA";
+  ca_request.is_ca = true;
+  leaf_request.common_name = "bench";
+  HOTSWAP_ASSIGN_OR_RETURN(x509::CertifiedKey ca, x509::make_certificate(ca_request));
+  HOTSWAP_ASSIGN_OR_RETURN(x509::CertifiedKey leaf, x509::make_certificate(leaf_request, &ca));
+  return migration::TlsContext::create({ca.cert_pem, leaf.cert_pem, leaf.key_pem});
 }
 
 int run(int argc, char** argv) {
@@ -289,10 +304,15 @@ int run(int argc, char** argv) {
   }
   if (*transfer_mb > 0) {
     const int64_t bytes = *transfer_mb << 20;
-    std::vector<double> transport, raw, floor;
+    auto tls = bench_tls_context();
+    if (!tls.ok()) return fail(tls.status().with_context("TLS material"));
+    std::vector<double> transport, tls_transport, raw, floor;
     for (int64_t rep = 0; rep < *reps; ++rep) {
-      auto t = transport_bytes_per_s(bytes);
+      auto t = transport_bytes_per_s(bytes, nullptr);
       if (!t.ok()) return fail(t.status().with_context("transport throughput"));
+      auto e = transport_bytes_per_s(bytes, tls->get());
+      if (!e.ok()) return fail(e.status().with_context("transport throughput over TLS"));
+      tls_transport.push_back(*e);
       auto l = migration::measure_tcp_loopback_bytes_per_s(static_cast<size_t>(bytes));
       if (!l.ok()) return fail(l.status().with_context("raw loopback throughput"));
       migration::LinkProbeOptions copy_and_crc;
@@ -311,7 +331,9 @@ int run(int argc, char** argv) {
               {"transport_over_raw", median(transport) / median(raw)},
               {"copy_crc_tcp_bytes_per_s", median(floor)},
               {"copy_crc_over_raw", median(floor) / median(raw)},
-              {"transport_over_copy_crc", median(transport) / median(floor)}};
+              {"transport_over_copy_crc", median(transport) / median(floor)},
+              {"tls_transport_bytes_per_s", median(tls_transport)},
+              {"tls_over_transport", median(tls_transport) / median(transport)}};
     std::printf("%s\n", j.dump().c_str());
   }
   return 0;

@@ -106,7 +106,8 @@ StatusOr<std::unique_ptr<DevCluster>> DevCluster::start(DevClusterOptions option
                  {"hotswap.io/gpu-speed-factor", speed_text(gpu.speed_factor)}};
     ko.capacity = {{"nvidia.com/gpu", std::to_string(options.gpus_per_node)}};
     ko.container_env = {{"HOTSWAP_GPU_SPEED_FACTOR", speed_text(gpu.speed_factor)},
-                        {"HOTSWAP_GPU_SPEED_REFERENCE", speed_text(fastest)}};
+                        {"HOTSWAP_GPU_SPEED_REFERENCE", speed_text(fastest)},
+                        {"HOTSWAP_NODE_ID", "devcluster/" + ko.node_name}};
     auto kubelet = std::make_unique<Kubelet>(*impl->client, ko);
     if (Status st = kubelet->start(); !st.ok()) return fail(st, "kubelet of " + ko.node_name);
     impl->kubelets.push_back(std::move(kubelet));

@@ -9,7 +9,8 @@
 // hotswap.io/gpu-speed-factor, which the kubelet hands to every container as
 // HOTSWAP_GPU_SPEED_FACTOR, with the fastest class's factor as HOTSWAP_GPU_SPEED_REFERENCE: an
 // agent on the CPU backend runs at factor/reference of its speed, so the fastest card runs at
-// full speed and the others slower in proportion.
+// full speed and the others slower in proportion. HOTSWAP_NODE_ID (the node's name) tells agents
+// on different simulated nodes that they are not on one machine: they migrate over the network.
 //
 // Threads: start() and stop() from one owner thread; each component has its own.
 #pragma once

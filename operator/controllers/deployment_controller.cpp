@@ -74,6 +74,19 @@ Status DeploymentReconciler::ensure_owned_objects(const DeploymentSpec& spec, co
     if (!r.ok() && !r.error().is_already_exists()) return r.status();
     if (r.ok()) view_.record_event(md, "Normal", "CreatedSecret", "created the control token's Secret " + control_secret_name(spec));
   }
+  // The migration TLS material: made once, like the token; the agents read it from their env.
+  if (view_.runtime.migration_tls) {
+    auto tls = c.get(secrets_ref().in(spec.ns).named(migration_tls_secret_name(spec)));
+    if (!tls.ok()) {
+      if (!tls.error().is_not_found()) return tls.status();
+      HOTSWAP_ASSIGN_OR_RETURN(json material, migration_tls_secret(spec));
+      auto r = c.create(secrets_ref().in(spec.ns), material);
+      if (!r.ok() && !r.error().is_already_exists()) return r.status();
+      if (r.ok())
+        view_.record_event(md, "Normal", "CreatedSecret",
+                           "created the migration TLS Secret " + migration_tls_secret_name(spec));
+    }
+  }
   const json service = replica_service(spec);
   auto svc = c.get(services_ref().in(spec.ns).named(spec.name));
   if (!svc.ok()) {

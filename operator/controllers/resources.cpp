@@ -1,5 +1,7 @@
 #include "operator/controllers/resources.h"
 
+#include "common/x509.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -8,6 +10,7 @@
 #include <chrono>
 #include <random>
 
+#include "common/x509.h"
 #include "operator/kube/kubeconfig.h"
 #include "operator/kube/object.h"
 
@@ -317,6 +320,7 @@ json owner_reference(const DeploymentSpec& spec) {
 }
 
 std::string control_secret_name(const DeploymentSpec& spec) { return spec.name + "-control-token"; }
+std::string migration_tls_secret_name(const DeploymentSpec& spec) { return spec.name + "-migration-tls"; }
 
 namespace {
 
@@ -352,16 +356,25 @@ json replica_pod(const DeploymentSpec& spec, const AgentRuntime& runtime, const 
     command.push_back(flag);
     command.push_back(v.is_string() ? v.get<std::string>() : v.dump());
   }
+  json env = json::array({{{"name", "POD_IP"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "status.podIP"}}}}}},
+                          {{"name", "HOTSWAP_CONTROL_TOKEN"},
+                           {"valueFrom",
+                            {{"secretKeyRef", {{"name", control_secret_name(spec)}, {"key", kControlTokenKey}}}}}}});
+  if (runtime.migration_tls) {
+    for (auto [name, key] : {std::pair{"HOTSWAP_MIGRATION_TLS_CA", "ca.crt"}, std::pair{"HOTSWAP_MIGRATION_TLS_CERT", "tls.crt"},
+                             std::pair{"HOTSWAP_MIGRATION_TLS_KEY", "tls.key"}})
+      env.push_back({{"name", name},
+                     {"valueFrom", {{"secretKeyRef", {{"name", migration_tls_secret_name(spec)}, {"key", key}}}}}});
+  } else {
+    command.push_back("--allow-plaintext-migration");
+  }
   json container = {
       {"name", "agent"},
       {"image", runtime.image},
       {"imagePullPolicy", runtime.image_pull_policy},
       {"command", command},
       {"ports", json::array({{{"name", "http"}, {"containerPort", kAgentPort}}})},
-      {"env", json::array({{{"name", "POD_IP"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "status.podIP"}}}}}},
-                           {{"name", "HOTSWAP_CONTROL_TOKEN"},
-                            {"valueFrom",
-                             {{"secretKeyRef", {{"name", control_secret_name(spec)}, {"key", kControlTokenKey}}}}}}})},
+      {"env", env},
       {"resources", {{"limits", {{kGpuResource, spec.gpus_per_replica}}}}},
       {"readinessProbe", {{"httpGet", {{"path", "/readyz"}, {"port", kAgentPort}}}, {"periodSeconds", 1}}},
       {"livenessProbe",
@@ -419,6 +432,24 @@ json control_secret(const DeploymentSpec& spec, const std::string& token) {
               {"type", "Opaque"},
               {"metadata", object_meta(spec, control_secret_name(spec))},
               {"stringData", {{kControlTokenKey, token}}}};
+}
+
+StatusOr<json> migration_tls_secret(const DeploymentSpec& spec) {
+  // The CA's key is used once, here, and kept nowhere: nobody can sign another certificate the
+  // deployment's agents would accept.
+  x509::CertificateRequest ca_request, agents_request;
+  ca_request.common_name = "hotswap migration CA " + spec.ns + "/" + spec.name;
+  ca_request.is_ca = true;
+  agents_request.common_name = spec.name + "." + spec.ns + " agents";
+  ca_request.valid_for = agents_request.valid_for = std::chrono::hours(24 * 3653);  // ten years
+  HOTSWAP_ASSIGN_OR_RETURN(x509::CertifiedKey ca, x509::make_certificate(ca_request));
+  HOTSWAP_ASSIGN_OR_RETURN(x509::CertifiedKey agents, x509::make_certificate(agents_request, &ca));
+  json secret = {{"apiVersion", "v1"},
+                 {"kind", "Secret"},
+                 {"type", "kubernetes.io/tls"},
+                 {"metadata", object_meta(spec, migration_tls_secret_name(spec))},
+                 {"stringData", {{"ca.crt", ca.cert_pem}, {"tls.crt", agents.cert_pem}, {"tls.key", agents.key_pem}}}};
+  return secret;
 }
 
 StatusOr<std::string> token_from_secret(const json& secret) {

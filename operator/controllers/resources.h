@@ -59,6 +59,10 @@ struct AgentRuntime {
   std::string model_root = "/models";     // where a relative spec.model.path is found
   std::string image_pull_policy = "IfNotPresent";
   int64_t termination_grace_seconds = 30;
+  // The migration data channel between a deployment's agents: mutual TLS with material the
+  // operator makes per deployment (migration_tls_secret), or, when false, plain tcp
+  // (--allow-plaintext-migration on every agent).
+  bool migration_tls = true;
 };
 
 // spec of a ModelDeployment, with the CRD's defaults for what is missing.
@@ -103,6 +107,7 @@ std::string kv_layout_hash(const DeploymentSpec& spec);
 nlohmann::json owner_reference(const DeploymentSpec& spec);
 
 std::string control_secret_name(const DeploymentSpec& spec);  // <name>-control-token
+std::string migration_tls_secret_name(const DeploymentSpec& spec);  // <name>-migration-tls
 
 // A replica Pod. target_node: pin it there (a migration's target). migration: the
 // ModelMigration it is the target of ("" for a plain replica).
@@ -111,6 +116,10 @@ nlohmann::json replica_pod(const DeploymentSpec& spec, const AgentRuntime& runti
 nlohmann::json replica_service(const DeploymentSpec& spec);
 nlohmann::json replica_pdb(const DeploymentSpec& spec);
 nlohmann::json control_secret(const DeploymentSpec& spec, const std::string& token);
+// The deployment's migration TLS material, a kubernetes.io/tls Secret: ca.crt (a CA of the
+// deployment's own, made now, valid ten years), tls.crt and tls.key (one certificate it signed,
+// which every agent of the deployment presents and accepts). kInternal when OpenSSL fails.
+StatusOr<nlohmann::json> migration_tls_secret(const DeploymentSpec& spec);
 // The token of a control Secret (data, base64, or stringData); kNotFound without one.
 StatusOr<std::string> token_from_secret(const nlohmann::json& secret);
 

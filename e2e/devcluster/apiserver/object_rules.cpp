@@ -1,5 +1,7 @@
 #include "e2e/devcluster/apiserver/object_rules.h"
 
+#include <cpprest/asyncrt_utils.h>
+
 #include <cmath>
 #include <set>
 
@@ -178,7 +180,28 @@ bool pod_ready(const json& pod) {
   return false;
 }
 
+namespace {
+
+// A Secret's stringData is write-only, as the real API server keeps it: merged into data
+// (base64), over a key of the same name, and dropped.
+void merge_string_data(const ResourceType& type, json& object) {
+  if (!is_core(type, "secrets") || !object.contains("stringData")) return;
+  if (object["stringData"].is_object()) {
+    json& data = object["data"];
+    if (!data.is_object()) data = json::object();
+    for (const auto& [key, value] : object["stringData"].items()) {
+      if (!value.is_string()) continue;
+      const std::string text = value.get<std::string>();
+      data[key] = utility::conversions::to_base64(std::vector<unsigned char>(text.begin(), text.end()));
+    }
+  }
+  object.erase("stringData");
+}
+
+}  // namespace
+
 ApiResult<bool> on_create(const ResourceType& type, json& object, ObjectStore& store) {
+  merge_string_data(type, object);
   if (is_core(type, "pods")) return pod_on_create(type, object);
   if (is_core(type, "services")) return service_on_create(type, object, store);
   if (is_core(type, "namespaces")) {
@@ -215,6 +238,7 @@ ApiResult<bool> on_create(const ResourceType& type, json& object, ObjectStore& s
 }
 
 ApiResult<bool> on_update(const ResourceType& type, json& object, const json& old, const std::string& subresource) {
+  merge_string_data(type, object);
   if (is_core(type, "pods")) return pod_on_update(type, object, old, subresource);
   if (is_core(type, "services") && subresource.empty()) return service_on_update(type, object, old);
   if (is_core(type, "namespaces") && subresource.empty()) {

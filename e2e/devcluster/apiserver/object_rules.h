@@ -1,6 +1,6 @@
 // The rules of particular built-in kinds, beyond what every object obeys (api_objects.h):
 // defaults and checks on create and update (Pod, Service, Namespace, Node, PodDisruptionBudget,
-// CustomResourceDefinition), and the Pod subresources that are actions rather than state:
+// CustomResourceDefinition, Secret's stringData), and the Pod subresources that are actions rather than state:
 // binding (the scheduler's write) and eviction (a delete that honours PodDisruptionBudgets).
 #pragma once
 

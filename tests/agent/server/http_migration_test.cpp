@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "tests/agent/migration/tls_test_util.h"
 #include "tests/agent/server/server_test_util.h"
 #include "tests/support/promtool.h"
 
@@ -36,7 +37,7 @@ engine::EngineOptions slow_engine() {
   return eo;
 }
 
-// Asks the target to prepare and the source to start, over `transport` ("tcp" or "shm"); returns
+// Asks the target to prepare and the source to start, over `transport` ("tcp", "tls" or "shm"); returns
 // the source's final report.
 json migrate(testing::TestServer& source, testing::TestServer& target, const std::string& mode,
              const std::string& transport = "tcp", std::string* endpoint = nullptr) {
@@ -46,6 +47,7 @@ json migrate(testing::TestServer& source, testing::TestServer& target, const std
   const json prepared = json::parse(prep.body);
   std::string ep = prepared["data_endpoint"];
   EXPECT_EQ(prepared["data_endpoints"]["tcp"], ep) << prep.body;
+  EXPECT_EQ(ep.rfind(transport == "tls" ? "tls://" : "tcp://", 0), 0u) << ep;
   if (transport == "shm") {
     EXPECT_TRUE(prepared["data_endpoints"].contains("shm")) << prep.body;
     ep = prepared["data_endpoints"].value("shm", std::string());
@@ -86,8 +88,20 @@ void PrintTo(const MigrationCase& c, std::ostream* os) {
 
 class HttpMigration : public ::testing::TestWithParam<MigrationCase> {};
 
+// Two agents of one deployment: over tls, both hold its TLS material and refuse plaintext.
+struct AgentPair {
+  std::shared_ptr<const migration::TlsContext> tls;
+  testing::TestServer a, b;
+  explicit AgentPair(const std::string& transport)
+      : tls(transport == "tls" ? migration::testing::deployment_tls("pair") : nullptr),
+        a(slow_engine(), 256, std::chrono::milliseconds(100), 1024, tls, !tls),
+        b(slow_engine(), 256, std::chrono::milliseconds(100), 1024, tls, !tls) {}
+};
+
 TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
-  testing::TestServer a(slow_engine()), b(slow_engine());
+  AgentPair pair(GetParam().transport);
+  testing::TestServer& a = pair.a;
+  testing::TestServer& b = pair.b;
   const int n = 4, tokens = 600;
   std::vector<std::unique_ptr<HttpConnection>> clients;
   std::vector<std::string> bodies(n);
@@ -150,7 +164,7 @@ TEST_P(HttpMigration, StreamingClientsOnTheSourceGetExactTokens) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, HttpMigration,
                          ::testing::Values(MigrationCase{"kv", "tcp"}, MigrationCase{"recompute", "tcp"},
-                                           MigrationCase{"kv", "shm"}));
+                                           MigrationCase{"kv", "shm"}, MigrationCase{"kv", "tls"}));
 
 // After the switch, the Service's endpoints and the clients' pooled connections still lead to
 // the source for a while: a new request reaching it is forwarded to the target, which serves it
@@ -270,6 +284,64 @@ TEST(HttpMigrationErrors, AbortBeforeTheSourceConnectsEndsTheTargetsWaitAndRemov
   EXPECT_NE(st.value("error", std::string()).find("aborted before the source connected"), std::string::npos)
       << st.dump();
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket).parent_path())) << socket;
+}
+
+// The data channel's policy: TLS material, else plaintext only where allowed.
+TEST(HttpMigrationSecurity, AnAgentWithNeitherTlsNorPlaintextAllowedTakesNoMigration) {
+  testing::TestServer b({}, 256, std::chrono::milliseconds(100), 1024, nullptr, false);
+  HttpResponse prep = http_call(b.port, "POST", "/control/v1/migrations", json{{"id", "m"}}.dump(), kAuth);
+  EXPECT_EQ(prep.status, 409) << prep.body;
+  EXPECT_NE(prep.body.find("no migration TLS material"), std::string::npos) << prep.body;
+  EXPECT_NE(prep.body.find("--allow-plaintext-migration"), std::string::npos) << prep.body;
+  EXPECT_EQ(http_call(b.port, "GET", "/control/v1/migrations/m", "", kAuth).status, 404);  // nothing was made
+  HttpResponse start =
+      http_call(b.port, "POST", "/control/v1/migrations/s/start",
+                json{{"data_endpoint", "tcp://127.0.0.1:1"}, {"target_url", "http://127.0.0.1:1"}}.dump(), kAuth);
+  EXPECT_EQ(start.status, 409) << start.body;
+  EXPECT_NE(start.body.find("is plaintext"), std::string::npos) << start.body;
+}
+
+TEST(HttpMigrationSecurity, ASourceSendsToTlsEndpointsOnlyWithMaterialAndToPlainOnesOnlyWhenAllowed) {
+  testing::TestServer with_tls({}, 256, std::chrono::milliseconds(100), 1024, migration::testing::deployment_tls("d"),
+                               false);
+  testing::TestServer plain;  // plaintext allowed, no material
+  const json target = {{"target_url", "http://127.0.0.1:1"}};
+  json body = target;
+  body["data_endpoint"] = "tcp://127.0.0.1:1";
+  HttpResponse r = http_call(with_tls.port, "POST", "/control/v1/migrations/a/start", body.dump(), kAuth);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("does not send a migration in the clear"), std::string::npos) << r.body;
+  body["data_endpoint"] = "tls://127.0.0.1:1";
+  r = http_call(plain.port, "POST", "/control/v1/migrations/b/start", body.dump(), kAuth);
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_NE(r.body.find("is TLS, and this agent has no migration TLS material"), std::string::npos) << r.body;
+  for (const auto* ts : {&with_tls, &plain})
+    for (const char* id : {"a", "b"})
+      EXPECT_EQ(http_call(ts->port, "GET", std::string("/control/v1/migrations/") + id, "", kAuth).status, 404);
+}
+
+TEST(HttpMigrationSecurity, AgentsOfAnotherDeploymentCannotMigrateAndNothingIsLost) {
+  // The source holds deployment X's material, the target Y's: the source's handshake fails on
+  // the target's certificate, the source keeps its requests, and the target, having turned the
+  // stranger away, still waits for its own source.
+  testing::TestServer a(slow_engine(), 256, std::chrono::milliseconds(100), 1024,
+                        migration::testing::deployment_tls("x"), false);
+  testing::TestServer b(slow_engine(), 256, std::chrono::milliseconds(100), 1024,
+                        migration::testing::deployment_tls("y"), false);
+  HttpConnection client(a.port);
+  ASSERT_TRUE(client.send_request("POST", "/v1/completions", stream_body(0, 200)));
+  HttpResponse head;
+  ASSERT_TRUE(client.read_head(&head));
+  ASSERT_EQ(head.status, 200);
+  std::string body = client.read_body_piece().value_or("");
+  json st = migrate(a, b, "kv", "tls");
+  EXPECT_EQ(st["phase"], "Failed") << st.dump();
+  EXPECT_NE(st.value("error", std::string()).find("certificate verify failed"), std::string::npos) << st.dump();
+  const json target_side = json::parse(http_call(b.port, "GET", "/control/v1/migrations/mig-1", "", kAuth).body);
+  EXPECT_EQ(target_side["phase"], "TargetLoading") << target_side.dump();
+  body += client.read_all_body();
+  EXPECT_EQ(testing::stream_tokens(body), want_tokens(a, 0, 200));
+  EXPECT_EQ(http_call(b.port, "POST", "/control/v1/migrations/mig-1/abort", "{}", kAuth).status, 200);
 }
 
 }  // namespace

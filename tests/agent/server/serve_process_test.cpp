@@ -7,10 +7,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "agent/engine/cuda_backend.h"
+#include "tests/agent/migration/tls_test_util.h"
 #include "tests/agent/server/server_test_util.h"
 
 namespace hotswap::agent {
@@ -43,6 +45,7 @@ struct AgentProcess {
       unsetenv("HOTSWAP_GPU_SPEED_FACTOR");
       unsetenv("HOTSWAP_GPU_SPEED_REFERENCE");
       unsetenv("HOTSWAP_CONTROL_TOKEN");
+      for (const char* v : {"HOTSWAP_MIGRATION_TLS_CA", "HOTSWAP_MIGRATION_TLS_CERT", "HOTSWAP_MIGRATION_TLS_KEY"}) unsetenv(v);
       for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
       if (!log.empty()) freopen(log.c_str(), "w", stderr);
       execv(HOTSWAP_AGENT_BIN, argv.data());
@@ -138,20 +141,15 @@ TEST(ServeProcess, ASlowerCardStretchesEveryPassReportsItsSpeedAndChangesNoToken
       << eng.dump();
 }
 
-TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
-  std::string model = engine::testing::tiny_model();
-  std::string dir = engine::testing::temp_dir("serve-speed");
-  struct Case {
-    std::vector<std::string> flags;
-    std::vector<std::pair<std::string, std::string>> env;
-    std::string message;
-  };
-  const std::vector<Case> cases = {
-      {{"--speed-factor", "0"}, {}, "--speed-factor = '0' is not a positive number"},
-      {{"--speed-reference", "fast"}, {}, "--speed-reference = 'fast' is not a positive number"},
-      {{}, {{"HOTSWAP_GPU_SPEED_FACTOR", "-1"}}, "$HOTSWAP_GPU_SPEED_FACTOR = '-1' is not a positive number"},
-      {{"--speed-factor", "3", "--speed-reference", "2"}, {}, "cannot run faster than itself"},
-  };
+// A bad start: flags and environment, and what the agent's log must say before it exits 2.
+struct BadStart {
+  std::vector<std::string> flags;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::string message;
+};
+
+void expect_each_exits_two_naming_it(const std::string& model, const std::string& dir,
+                                     const std::vector<BadStart>& cases) {
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string log = dir + "/case-" + std::to_string(i) + ".log";
     AgentProcess agent(model, cases[i].flags, cases[i].env, log);
@@ -160,6 +158,18 @@ TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
     text << std::ifstream(log).rdbuf();
     EXPECT_NE(text.str().find(cases[i].message), std::string::npos) << text.str();
   }
+}
+
+TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
+  std::string model = engine::testing::tiny_model();
+  std::string dir = engine::testing::temp_dir("serve-speed");
+  const std::vector<BadStart> cases = {
+      {{"--speed-factor", "0"}, {}, "--speed-factor = '0' is not a positive number"},
+      {{"--speed-reference", "fast"}, {}, "--speed-reference = 'fast' is not a positive number"},
+      {{}, {{"HOTSWAP_GPU_SPEED_FACTOR", "-1"}}, "$HOTSWAP_GPU_SPEED_FACTOR = '-1' is not a positive number"},
+      {{"--speed-factor", "3", "--speed-reference", "2"}, {}, "cannot run faster than itself"},
+  };
+  expect_each_exits_two_naming_it(model, dir, cases);
 }
 
 TEST(ServeProcess, BadDeviceChoicesAreNamedAndAMissingGpuExitsOne) {
@@ -219,6 +229,47 @@ TEST(ServeProcess, TheControlTokenCanComeFromTheEnvironment) {
   text << std::ifstream(log).rdbuf();
   EXPECT_NE(text.str().find("$HOTSWAP_CONTROL_TOKEN: the token must have at least 16 characters"), std::string::npos)
       << text.str();
+}
+
+// The migration TLS material, from a mounted Secret's directory or from the environment (as the
+// operator's Pods get it): the agent then offers tls:// endpoints; and material that is missing,
+// partial or does not fit is named and exits 2 before the agent serves.
+TEST(ServeProcess, MigrationTlsMaterialComesFromADirectoryOrTheEnvironmentAndBadMaterialExitsTwo) {
+  const std::string model = engine::testing::tiny_model();
+  const std::string dir = engine::testing::temp_dir("serve-tls");
+  const migration::TlsMaterial m = migration::testing::deployment_material("serve");
+  const migration::TlsMaterial other = migration::testing::deployment_material("other");
+  std::ofstream(dir + "/ca.crt") << m.ca_pem;
+  std::ofstream(dir + "/tls.crt") << m.cert_pem;
+  std::ofstream(dir + "/tls.key") << m.key_pem;
+  const std::map<std::string, std::string> auth = {{"Authorization", std::string("Bearer ") + testing::kControlToken}};
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"HOTSWAP_MIGRATION_TLS_CA", m.ca_pem}, {"HOTSWAP_MIGRATION_TLS_CERT", m.cert_pem}, {"HOTSWAP_MIGRATION_TLS_KEY", m.key_pem}};
+  for (int from_env = 0; from_env < 2; ++from_env) {
+    AgentProcess agent(model, from_env ? std::vector<std::string>{} : std::vector<std::string>{"--migration-tls-dir", dir},
+                       from_env ? env : std::vector<std::pair<std::string, std::string>>{});
+    ASSERT_TRUE(agent.wait_ready()) << (from_env ? "env" : "dir");
+    auto prep = http_call(agent.port, "POST", "/control/v1/migrations", json{{"id", "m"}}.dump(), auth);
+    ASSERT_EQ(prep.status, 200) << prep.body;
+    EXPECT_EQ(json::parse(prep.body)["data_endpoint"].get<std::string>().rfind("tls://", 0), 0u) << prep.body;
+  }
+  {
+    // Neither material nor --allow-plaintext-migration: it serves, and refuses migrations saying why.
+    AgentProcess agent(model);
+    ASSERT_TRUE(agent.wait_ready());
+    auto prep = http_call(agent.port, "POST", "/control/v1/migrations", json{{"id", "m"}}.dump(), auth);
+    EXPECT_EQ(prep.status, 409) << prep.body;
+    EXPECT_NE(prep.body.find("--allow-plaintext-migration"), std::string::npos) << prep.body;
+  }
+  const std::vector<BadStart> cases = {
+      {{"--migration-tls-dir", dir + "/missing"}, {}, "--migration-tls-dir: the migration TLS CA file '" + dir + "/missing/ca.crt' cannot be read"},
+      {{}, {{"HOTSWAP_MIGRATION_TLS_CA", m.ca_pem}}, "$HOTSWAP_MIGRATION_TLS_CA, _CERT and _KEY must be set together (1 of 3 are)"},
+      {{}, {{"HOTSWAP_MIGRATION_TLS_CA", m.ca_pem}, {"HOTSWAP_MIGRATION_TLS_CERT", m.cert_pem}, {"HOTSWAP_MIGRATION_TLS_KEY", other.key_pem}},
+       "the migration TLS key does not belong to its certificate"},
+      {{}, {{"HOTSWAP_MIGRATION_TLS_CA", other.ca_pem}, {"HOTSWAP_MIGRATION_TLS_CERT", m.cert_pem}, {"HOTSWAP_MIGRATION_TLS_KEY", m.key_pem}},
+       "does not verify against the CA"},
+  };
+  expect_each_exits_two_naming_it(model, dir, cases);
 }
 
 TEST(ServeProcess, SigtermLetsOpenStreamsFinishThenExitsZero) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/engine/engine.h"
+#include "agent/migration/tls_link.h"
 #include "agent/server/agent_server.h"
 #include "common/http.h"
 #include "tests/agent/engine/test_models.h"
@@ -23,7 +24,9 @@ struct TestServer {
 
   explicit TestServer(engine::EngineOptions eo = {}, int max_queue = 256,
                       std::chrono::milliseconds heartbeat = std::chrono::milliseconds(100),
-                      size_t resume_log_events = 1024) {
+                      size_t resume_log_events = 1024,
+                      std::shared_ptr<const migration::TlsContext> migration_tls = nullptr,
+                      bool allow_plaintext_migration = true) {
     auto m = engine::Model::load(engine::testing::tiny_model());
     EXPECT_TRUE(m.ok()) << m.status().to_string();
     model = *m;
@@ -36,6 +39,8 @@ struct TestServer {
     so.max_queue = max_queue;
     so.heartbeat = heartbeat;
     so.resume_log_events = resume_log_events;
+    so.migration_tls = std::move(migration_tls);
+    so.allow_plaintext_migration = allow_plaintext_migration;
     // A port picked free may be taken by the time we bind: try a few.
     for (int attempt = 0; attempt < 5 && !server; ++attempt) {
       port = http::pick_free_port().value();

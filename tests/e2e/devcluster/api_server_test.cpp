@@ -69,6 +69,27 @@ TEST_F(ApiServerTest, CreateStampsMetadataAndGetReturnsTheObject) {
   EXPECT_EQ(missing.body["message"], "configmaps \"nope\" not found");
 }
 
+TEST_F(ApiServerTest, ASecretsStringDataIsMergedIntoDataAndNotKept) {
+  const char* secrets = "/api/v1/namespaces/default/secrets";
+  const json secret = {{"apiVersion", "v1"},
+                       {"kind", "Secret"},
+                       {"metadata", {{"name", "s"}}},
+                       {"data", {{"a", "b2xk"}, {"keep", "eA=="}}},
+                       {"stringData", {{"a", "new"}, {"b", "pem\ntext"}}}};
+  auto r = c().post(secrets, secret);
+  ASSERT_EQ(r.code, 201) << r.body.dump();
+  auto g = c().get(std::string(secrets) + "/s");
+  ASSERT_EQ(g.code, 200);
+  EXPECT_FALSE(g.body.contains("stringData")) << g.body.dump();
+  EXPECT_EQ(g.body["data"], (json{{"a", "bmV3"}, {"b", "cGVtCnRleHQ="}, {"keep", "eA=="}})) << g.body.dump();
+  json update = g.body;
+  update["stringData"] = {{"keep", "y"}};
+  auto u = c().put(std::string(secrets) + "/s", update);
+  ASSERT_EQ(u.code, 200) << u.body.dump();
+  EXPECT_EQ(u.body["data"]["keep"], "eQ==");
+  EXPECT_FALSE(u.body.contains("stringData"));
+}
+
 TEST_F(ApiServerTest, GenerateNameGivesDistinctNames) {
   json o = config_map("");
   o["metadata"].erase("name");

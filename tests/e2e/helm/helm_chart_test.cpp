@@ -136,6 +136,7 @@ TEST(HelmChart, DefaultsRenderTheOperatorItsRbacCrdsAndDashboard) {
                         "--model-root=/models"})
     EXPECT_TRUE(has(args, a)) << a;
   for (const auto& a : args) EXPECT_NE(a.rfind("--namespace=", 0), 0u) << "watches every namespace by default";
+  EXPECT_FALSE(has(args, "--migration-tls=false")) << "migrations run TLS by default";
 
   const YAML::Node svc = one(r, "Service");
   EXPECT_EQ(svc["spec"]["ports"][0]["targetPort"].as<std::string>(), "metrics");
@@ -237,6 +238,7 @@ operator:
 agent:
   image: registry.example/agent:2.0-cuda
   modelRoot: /mnt/models
+  migrationTLS: {enabled: false}
 serviceAccount:
   name: mover
   annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::1:role/mover"}
@@ -261,7 +263,8 @@ dashboards:
   EXPECT_EQ(c["image"].as<std::string>(), "registry.example/hotswap:2.0");
   const auto args = strings(c["args"]);
   for (const char* a : {"--namespace=team-a", "--workers=8", "--agent-image=registry.example/agent:2.0-cuda",
-                        "--model-root=/mnt/models", "--bind-address=0.0.0.0", "--leader-election-id=gpu-mover"})
+                        "--model-root=/mnt/models", "--bind-address=0.0.0.0", "--leader-election-id=gpu-mover",
+                        "--migration-tls=false"})
     EXPECT_TRUE(has(args, a)) << a;
   EXPECT_EQ(one(r, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as<std::string>(),
             "arn:aws:iam::1:role/mover");

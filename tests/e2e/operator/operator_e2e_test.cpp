@@ -303,7 +303,7 @@ class OperatorE2e : public ::testing::Test {
   std::unique_ptr<Operator> operator_;
 };
 
-TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetAndToken) {
+TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetTokenAndMigrationTls) {
   deploy(2);
   const json status = md();
   EXPECT_EQ(status["status"]["replicas"], 2);
@@ -321,6 +321,10 @@ TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetAndToken) {
   for (const auto& p : ps) EXPECT_EQ(controllers::pod_condition(p, controllers::kServingGate), "True");
   EXPECT_TRUE(client().get(controllers::pdbs_ref().in("default").named("tiny")).ok());
   EXPECT_TRUE(client().get(controllers::secrets_ref().in("default").named("tiny-control-token")).ok());
+  auto tls = client().get(controllers::secrets_ref().in("default").named("tiny-migration-tls"));
+  ASSERT_TRUE(tls.ok()) << tls.status().to_string();
+  EXPECT_EQ((*tls)["type"], "kubernetes.io/tls");
+  for (const char* key : {"ca.crt", "tls.crt", "tls.key"}) EXPECT_TRUE((*tls)["data"].contains(key)) << key;
   Shell table = kubectl("get md tiny");
   EXPECT_NE(table.output.find("tiny"), std::string::npos) << table.output;
 }
@@ -355,6 +359,8 @@ TEST_F(OperatorE2e, CordoningANodeMovesItsReplicaLiveAndNoStreamNoticesIt) {
   EXPECT_EQ(mm["status"]["sourcePod"], kube::object_name(source));
   EXPECT_NE(mm["status"]["targetNode"], node);
   EXPECT_GT(mm["status"].value("bytes", 0), 0) << "the KV cache was sent";
+  // Another node: over the network, encrypted with the deployment's material.
+  EXPECT_EQ(mm["status"]["transport"], "tls") << mm.dump(2);
   std::vector<std::string> phases;
   for (const auto& t : mm["status"]["phaseTimings"]) phases.push_back(t["phase"]);
   EXPECT_EQ(phases, (std::vector<std::string>{"Pending", "TargetScheduling", "TargetLoading", "PreCopy", "Switching",

@@ -1,9 +1,16 @@
 // The operator's reading of a ModelDeployment (defaults, errors naming the field) and the
 // objects it makes from one: the replica Pod (gate, GPU, classes, engine flags, token), the
-// Service, the PodDisruptionBudget, the Secret; and the hashes that tell a replica of an old
+// Service, the PodDisruptionBudget, the Secrets (control token, migration TLS); and the hashes that tell a replica of an old
 // version from a current one.
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include <ctime>
+#include <map>
+
+#include "common/x509.h"
 #include "operator/controllers/resources.h"
 
 namespace hotswap::controllers {
@@ -133,6 +140,15 @@ TEST(ReplicaPod, RunsTheAgentBehindTheServingGateOnAnAllowedGpu) {
                                          "--max-num-seqs", "32", "--kv-dtype", "f32"};
   EXPECT_EQ(cmd, want);
   EXPECT_EQ(c["env"][1]["valueFrom"]["secretKeyRef"]["name"], "small-control-token");
+  // The migration TLS material, from the deployment's TLS Secret (migration TLS is the default).
+  std::map<std::string, std::string> tls_env;
+  for (const json& e : c["env"])
+    if (e.contains("valueFrom") && e["valueFrom"].contains("secretKeyRef") &&
+        e["valueFrom"]["secretKeyRef"]["name"] == "small-migration-tls")
+      tls_env[e["name"]] = e["valueFrom"]["secretKeyRef"]["key"];
+  EXPECT_EQ(tls_env, (std::map<std::string, std::string>{{"HOTSWAP_MIGRATION_TLS_CA", "ca.crt"},
+                                                         {"HOTSWAP_MIGRATION_TLS_CERT", "tls.crt"},
+                                                         {"HOTSWAP_MIGRATION_TLS_KEY", "tls.key"}}));
   EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
   const json& expr = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
                         ["nodeSelectorTerms"][0]["matchExpressions"][0];
@@ -143,6 +159,67 @@ TEST(ReplicaPod, RunsTheAgentBehindTheServingGateOnAnAllowedGpu) {
   json target = replica_pod(*s, rt, "small-fghij", "node-3", "small-mm");
   EXPECT_EQ(target["spec"]["nodeSelector"][kHostnameLabel], "node-3");
   EXPECT_EQ(target["metadata"]["annotations"][kMigrationTargetAnnotation], "small-mm");
+}
+
+TEST(ReplicaPod, WithoutMigrationTlsTheAgentIsToldPlaintextIsAllowed) {
+  auto s = parse_deployment(example());
+  ASSERT_TRUE(s.ok());
+  AgentRuntime rt;
+  rt.migration_tls = false;
+  const json c = replica_pod(*s, rt, "small-abcde")["spec"]["containers"][0];
+  const auto cmd = c["command"].get<std::vector<std::string>>();
+  EXPECT_EQ(cmd.back(), "--allow-plaintext-migration");
+  EXPECT_EQ(c["env"].dump().find("HOTSWAP_MIGRATION_TLS"), std::string::npos) << c["env"].dump();
+  rt.migration_tls = true;
+  const auto tls_cmd = replica_pod(*s, rt, "small-abcde")["spec"]["containers"][0]["command"].dump();
+  EXPECT_EQ(tls_cmd.find("--allow-plaintext-migration"), std::string::npos) << tls_cmd;
+}
+
+// The material's certificate chains to its CA, serves and connects, and names the deployment;
+// each deployment gets a CA of its own.
+TEST(MigrationTlsSecret, HoldsACaAndOneCertificateItSignedForTheDeploymentOnly) {
+  auto s = *parse_deployment(example());
+  auto secret = migration_tls_secret(s);
+  ASSERT_TRUE(secret.ok()) << secret.status().to_string();
+  EXPECT_EQ((*secret)["type"], "kubernetes.io/tls");
+  EXPECT_EQ((*secret)["metadata"]["name"], "small-migration-tls");
+  EXPECT_EQ((*secret)["metadata"]["ownerReferences"][0]["uid"], "u-1");
+  const json& data = (*secret)["stringData"];
+  auto read_cert = [](const std::string& pem) {
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    return x;
+  };
+  X509* ca = read_cert(data["ca.crt"]);
+  X509* leaf = read_cert(data["tls.crt"]);
+  ASSERT_TRUE(ca && leaf);
+  const std::string key_pem = data["tls.key"];
+  BIO* kb = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(kb, nullptr, nullptr, nullptr);
+  BIO_free(kb);
+  ASSERT_NE(key, nullptr);
+  EXPECT_EQ(X509_check_private_key(leaf, key), 1);
+  EXPECT_EQ(X509_check_ca(ca), 1);
+  EXPECT_EQ(X509_check_ca(leaf), 0);
+  EXPECT_TRUE(x509::verify_certificate(data["tls.crt"], data["ca.crt"]).ok());
+  EXPECT_EQ(X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0), 1);
+  EXPECT_EQ(X509_check_purpose(leaf, X509_PURPOSE_SSL_CLIENT, 0), 1);
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(leaf), NID_commonName, cn, sizeof cn);
+  EXPECT_EQ(std::string(cn), "small.ml agents");
+  // Valid for years: the agents restart with it, never in the middle of a migration.
+  EXPECT_GT(X509_cmp_time(X509_get0_notAfter(leaf), nullptr), 0);
+  time_t in_nine_years = std::time(nullptr) + 9L * 365 * 24 * 3600;
+  EXPECT_GT(X509_cmp_time(X509_get0_notAfter(leaf), &in_nine_years), 0);
+  // Another deployment's CA does not vouch for this one's agents.
+  auto other_spec = s;
+  other_spec.name = "other";
+  auto other = migration_tls_secret(other_spec);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(x509::verify_certificate(data["tls.crt"], (*other)["stringData"]["ca.crt"]).ok());
+  for (X509* x : {ca, leaf}) X509_free(x);
+  EVP_PKEY_free(key);
 }
 
 TEST(ReplicaPod, AnAbsolutePathIsUsedAsItIsAndAVolumeIsMounted) {
