@@ -46,6 +46,8 @@ json MigrationReport::to_json() const {
             {"prefill_tokens_per_s", prefill_tokens_per_s},
             {"estimated_downtime_ms", estimated_downtime_ms},
             {"switch_ms", switch_ms}};
+  if (host_staging_cap_bytes > 0)
+    j["host_staging"] = {{"peak_bytes", host_staged_bytes_peak}, {"cap_bytes", host_staging_cap_bytes}};
   if (!error.empty()) j["error"] = error;
   return j;
 }
@@ -399,10 +401,18 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
                                      const TargetHooks& hooks) {
   MigrationReport rep;
   kernels::KvLayout ours;
+  int64_t max_len = 0;
+  uint64_t pool_bytes = 0;
   HOTSWAP_RETURN_IF_ERROR(engine([&](engine::Engine& e) {
     ours = e.kv_layout();
+    max_len = e.max_model_len();
+    pool_bytes = static_cast<uint64_t>(e.stats().kv_blocks_total) * ours.block_bytes();
     return Status();
   }));
+  // What a source may make this target hold, whatever it claims: no sequence longer than this
+  // model serves, and no more KV staged in host memory than the pool could ever take (beyond
+  // that a sequence is recomputed on import, as when the pool is full).
+  uint64_t host_staged_bytes = 0;
   // KV blocks of the same block size go straight into the engine's pool as they arrive
   // (Engine::stage_kv; another dtype is converted chunk by chunk), so the switch writes only the
   // last ones; a sequence the pool has no room for is recomputed. Another block size stages in
@@ -461,6 +471,7 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
                                           std::to_string(l.head_dim) + ") is not this model's"));
         manifest = mf;
         pool_staging = l.block_size == ours.block_size;
+        if (!pool_staging) rep.host_staging_cap_bytes = pool_bytes;
         break;
       }
       case ChunkKind::kSequenceState: {
@@ -479,10 +490,23 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
           order.erase(std::remove(order.begin(), order.end(), s.request_id), order.end());
           break;
         }
+        if (s.position > max_len)
+          return fail(failed_precondition("request '" + s.request_id + "' is at position " +
+                                          std::to_string(s.position) + ", beyond this model's " +
+                                          std::to_string(max_len) + " tokens of context"));
         if (!states.count(s.request_id)) order.push_back(s.request_id);
-        if (!pool_staging) {
+        if (!pool_staging && !no_room.count(s.request_id)) {
           auto& buf = staged[s.request_id];
-          buf.resize(static_cast<size_t>(s.kv_blocks) * manifest->kv_layout.block_bytes());
+          const uint64_t want = static_cast<uint64_t>(s.kv_blocks) * manifest->kv_layout.block_bytes();
+          host_staged_bytes -= buf.size();
+          if (host_staged_bytes + want > pool_bytes) {
+            no_room.insert(s.request_id);
+            staged.erase(s.request_id);
+          } else {
+            buf.resize(static_cast<size_t>(want));
+            host_staged_bytes += want;
+            rep.host_staged_bytes_peak = std::max(rep.host_staged_bytes_peak, host_staged_bytes);
+          }
         }
         states[s.request_id] = s;
         break;

@@ -85,6 +85,9 @@ struct MigrationReport {
   double prefill_tokens_per_s = 0;   // what auto weighed recomputing with (the plan's)
   double estimated_downtime_ms = 0;  // the last dirty set at the link rate, before the switch
   double switch_ms = 0;              // from the pause until the target confirmed
+  // Target, another block size than the source's: the most KV held in host memory at once, and
+  // the cap it stays under (the target's pool size; a sequence beyond it is recomputed).
+  uint64_t host_staged_bytes_peak = 0, host_staging_cap_bytes = 0;
   std::string error;
   nlohmann::json to_json() const;
 };

@@ -52,7 +52,8 @@ struct Cluster {
   std::map<std::string, std::shared_ptr<RequestSink>> handoff;
 
   Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32,
-          int64_t target_kv_blocks = 2048, double source_speed = 1.0) {
+          int64_t target_kv_blocks = 2048, double source_speed = 1.0, int target_block_size = 8,
+          int target_max_model_len = 0) {
     model = engine::Model::load(engine::testing::tiny_model()).value();
     engine::EngineOptions o;
     o.threads = 1;
@@ -65,6 +66,8 @@ struct Cluster {
     o.speed = 1.0;
     o.kv_dtype = target_kv_dtype;
     o.kv_blocks = target_kv_blocks;
+    o.block_size = target_block_size;
+    o.max_model_len = target_max_model_len;
     b = std::make_unique<EngineService>(engine::Engine::create(model, o).value(), EngineServiceOptions{});
     for (int i = 0; i < n; ++i) {
       engine::GenerationRequest r;
@@ -351,6 +354,40 @@ TEST(MigrationSession, ATargetWithABf16CacheConvertsTheKvOnReceiptAndContinues) 
   std::fprintf(stderr, "greedy tokens after the switch equal to the f32 run: %lld of %lld\n",
                static_cast<long long>(agree), static_cast<long long>(compared));
   EXPECT_GE(agree * 2, compared);
+}
+
+// What a source may make a target hold is bounded by the target, whatever the source claims.
+TEST(MigrationSession, ASequenceLongerThanTheTargetsContextIsRefusedAndTheSourceKeepsIt) {
+  // B serves 48 tokens of context; A's sequences are past that when the migration starts.
+  Cluster c(2, 200, 64, kernels::DType::kF32, 2048, 1.0, 8, /*target_max_model_len=*/48);
+  ASSERT_EQ(c.b->engine().max_model_len(), 48);
+  ASSERT_TRUE(c.wait_all_tokens(48));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv);
+  EXPECT_NE(src.result, "switched");
+  EXPECT_EQ(tgt.result, "failed");
+  EXPECT_NE(tgt.error.find("beyond this model's 48 tokens of context"), std::string::npos) << tgt.error;
+  c.wait_done();
+  c.expect_exact();
+}
+
+TEST(MigrationSession, KvStagedInHostMemoryStaysWithinTheTargetsPoolAndTheRestIsRecomputed) {
+  // Another block size on B (16 against A's 8): B stages the blocks in host memory and converts
+  // them at the switch. B's pool is 8 blocks of 16 positions; four sequences of 60-odd positions
+  // are more than that, so the staging stops at the pool's size and the rest is recomputed,
+  // exactly.
+  Cluster c(4, 100, 64, kernels::DType::kF32, /*target_kv_blocks=*/8, /*source_speed=*/0.05, /*target_block_size=*/16);
+  for (const auto& r : c.requests) ASSERT_LE(r.prompt.size() + 100, 8u * 16) << r.id << ": must fit B's whole pool";
+  ASSERT_TRUE(c.wait_all_tokens(52));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv, {}, 8, 4 << 20, 0, /*downtime_budget_ms=*/1e9);
+  ASSERT_EQ(src.result, "switched") << src.error;
+  ASSERT_EQ(src.sequences, 4) << src.to_json().dump();
+  const uint64_t cap = 8 * c.b->engine().kv_layout().block_bytes();
+  EXPECT_EQ(tgt.host_staging_cap_bytes, cap) << tgt.to_json().dump();
+  EXPECT_GT(tgt.host_staged_bytes_peak, 0u) << tgt.to_json().dump();
+  EXPECT_LE(tgt.host_staged_bytes_peak, cap) << tgt.to_json().dump();
+  EXPECT_GE(tgt.recomputed, 1) << tgt.to_json().dump();
+  c.wait_done();
+  c.expect_exact();
 }
 
 }  // namespace
