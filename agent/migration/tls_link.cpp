@@ -16,6 +16,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "common/x509.h"
+
 namespace hotswap::migration {
 namespace {
 
@@ -282,15 +284,8 @@ StatusOr<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsMaterial
     if (!used) return invalid_argument("the migration TLS key does not belong to its certificate");
   }
   // The certificate this agent presents must itself pass the peers' check.
-  X509_STORE_CTX* check = X509_STORE_CTX_new();
-  X509_STORE_CTX_init(check, store, SSL_CTX_get0_certificate(ctx), nullptr);
-  const bool chains = X509_verify_cert(check) == 1;
-  const int why = X509_STORE_CTX_get_error(check);
-  X509_STORE_CTX_free(check);
-  ERR_clear_error();
-  if (!chains)
-    return invalid_argument(std::string("the migration TLS certificate does not verify against the CA: ") +
-                            X509_verify_cert_error_string(why));
+  if (Status chains = x509::verify_certificate(material.cert_pem, material.ca_pem); !chains.ok())
+    return chains.with_context("the migration TLS certificate");
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   return context;
 }
@@ -305,7 +300,8 @@ StatusOr<std::unique_ptr<ByteLink>> tls_handshake(UniqueFd socket, std::string p
     SSL_free(ssl);
     return internal_error("SSL_new for " + peer + ": " + openssl_errors());
   }
-  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(socket.get())));
+  const int fd = socket.get();
+  BIO_set_data(bio, reinterpret_cast<void*>(static_cast<intptr_t>(fd)));
   SSL_set_bio(ssl, bio, bio);
   auto link = std::make_unique<TlsLink>(std::move(socket), ssl, std::move(wake), peer);
   if (role == TlsRole::kServer) {
@@ -315,7 +311,6 @@ StatusOr<std::unique_ptr<ByteLink>> tls_handshake(UniqueFd socket, std::string p
     SSL_set_connect_state(ssl);
   }
   // Before the link is shared with any other thread: no lock needed.
-  const int fd = static_cast<int>(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
   for (;;) {
     const int r = SSL_do_handshake(ssl);
     if (r == 1) break;

@@ -1,5 +1,7 @@
 #include "operator/controllers/deployment_controller.h"
 
+#include <functional>
+
 #include <algorithm>
 #include <random>
 #include <set>
@@ -66,27 +68,24 @@ Status DeploymentReconciler::ensure_owned_objects(const DeploymentSpec& spec, co
     if (ensured_[key] == version) return Status();
   }
   const auto& c = *view_.client;
-  // The control token: made once; the agents and the operator read the same Secret.
-  auto secret = c.get(secrets_ref().in(spec.ns).named(control_secret_name(spec)));
-  if (!secret.ok()) {
-    if (!secret.error().is_not_found()) return secret.status();
-    auto r = c.create(secrets_ref().in(spec.ns), control_secret(spec, random_token()));
+  // A Secret made once (the agents and the operator read it): created when missing, kept after.
+  auto ensure_secret = [&](const std::string& name, const std::string& what,
+                           const std::function<StatusOr<json>()>& make) -> Status {
+    auto have = c.get(secrets_ref().in(spec.ns).named(name));
+    if (have.ok()) return Status();
+    if (!have.error().is_not_found()) return have.status();
+    HOTSWAP_ASSIGN_OR_RETURN(json secret, make());
+    auto r = c.create(secrets_ref().in(spec.ns), secret);
     if (!r.ok() && !r.error().is_already_exists()) return r.status();
-    if (r.ok()) view_.record_event(md, "Normal", "CreatedSecret", "created the control token's Secret " + control_secret_name(spec));
-  }
-  // The migration TLS material: made once, like the token; the agents read it from their env.
-  if (view_.runtime.migration_tls) {
-    auto tls = c.get(secrets_ref().in(spec.ns).named(migration_tls_secret_name(spec)));
-    if (!tls.ok()) {
-      if (!tls.error().is_not_found()) return tls.status();
-      HOTSWAP_ASSIGN_OR_RETURN(json material, migration_tls_secret(spec));
-      auto r = c.create(secrets_ref().in(spec.ns), material);
-      if (!r.ok() && !r.error().is_already_exists()) return r.status();
-      if (r.ok())
-        view_.record_event(md, "Normal", "CreatedSecret",
-                           "created the migration TLS Secret " + migration_tls_secret_name(spec));
-    }
-  }
+    if (r.ok()) view_.record_event(md, "Normal", "CreatedSecret", "created " + what + " " + name);
+    return Status();
+  };
+  HOTSWAP_RETURN_IF_ERROR(ensure_secret(control_secret_name(spec), "the control token's Secret",
+                                        [&]() -> StatusOr<json> { return control_secret(spec, random_token()); }));
+  // The migration TLS material; the agents read it from their env.
+  if (view_.runtime.migration_tls)
+    HOTSWAP_RETURN_IF_ERROR(ensure_secret(migration_tls_secret_name(spec), "the migration TLS Secret",
+                                          [&] { return migration_tls_secret(spec); }));
   const json service = replica_service(spec);
   auto svc = c.get(services_ref().in(spec.ns).named(spec.name));
   if (!svc.ok()) {
