@@ -5,10 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 namespace hotswap::http {
 
@@ -54,17 +56,99 @@ void keep_listener_runtime_alive() {
   });
 }
 
-StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url, std::function<void(http_request)> handle,
-                                                  std::function<void(http_request, const std::string&)> on_exception) {
+BodyTooLarge::BodyTooLarge(size_t max_bytes)
+    : std::runtime_error("the request body exceeds " + std::to_string(max_bytes) + " bytes") {}
+
+namespace {
+
+constexpr size_t kBodyChunkBytes = 64 << 10;
+
+struct BodyRead {
+  http_request request;
+  size_t max_bytes = 0;
+  std::string body;
+  std::vector<uint8_t> chunk = std::vector<uint8_t>(kBodyChunkBytes);
+};
+
+// Ends the listener's read of a refused body: its next write into the body's buffer fails,
+// which ends the read (and lets it send the reply, which it holds until then).
+void stop_reading(const http_request& request, size_t max_bytes) {
+  request.body()
+      .streambuf()
+      .close(std::ios::in | std::ios::out, std::make_exception_ptr(BodyTooLarge(max_bytes)))
+      .then([](pplx::task<void> t) {
+        try {
+          t.get();
+        } catch (const std::exception&) {
+        }
+      });
+}
+
+pplx::task<void> read_more(std::shared_ptr<BodyRead> r) {
+  // One byte past the cap is enough to know the body is over it.
+  const size_t want = std::min(r->chunk.size(), r->max_bytes + 1 - r->body.size());
+  return r->request.body().streambuf().getn(r->chunk.data(), want).then([r](size_t n) -> pplx::task<void> {
+    if (n == 0) return pplx::task_from_result();
+    r->body.append(reinterpret_cast<const char*>(r->chunk.data()), n);
+    if (r->body.size() > r->max_bytes) {
+      stop_reading(r->request, r->max_bytes);
+      throw BodyTooLarge(r->max_bytes);
+    }
+    return read_more(r);
+  });
+}
+
+}  // namespace
+
+pplx::task<std::string> read_body(http_request request, size_t max_bytes) {
+  if (request.headers().has(web::http::header_names::content_length) &&
+      request.headers().content_length() > max_bytes) {
+    stop_reading(request, max_bytes);
+    return pplx::task_from_exception<std::string>(BodyTooLarge(max_bytes));
+  }
+  auto r = std::make_shared<BodyRead>();
+  r->request = std::move(request);
+  r->max_bytes = max_bytes;
+  return read_more(r).then([r] { return std::move(r->body); });
+}
+
+StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url,
+                                                  std::function<void(http_request, std::string body)> handle,
+                                                  ErrorBody error_body, size_t max_body_bytes) {
   keep_listener_runtime_alive();
+  auto reply_error = [error_body](const http_request& req, int status, const std::string& message) {
+    web::http::http_response response(static_cast<status_code>(status));
+    response.set_body(error_body(req, status, message).dump(), "application/json");
+    // The rest of a refused body is not read: the connection cannot carry another request.
+    if (status == 413) response.headers().add(web::http::header_names::connection, "close");
+    try {
+      req.reply(response).then([](pplx::task<void> t) {
+        try {
+          t.get();
+        } catch (const std::exception&) {
+        }
+      });
+    } catch (const std::exception&) {
+    }
+  };
   try {
     auto listener = std::make_unique<Listener>(url);
-    listener->support([handle = std::move(handle), on_exception = std::move(on_exception)](http_request req) {
-      try {
-        handle(req);
-      } catch (const std::exception& ex) {
-        on_exception(req, ex.what());
-      }
+    listener->support([handle = std::move(handle), reply_error, max_body_bytes](http_request req) {
+      read_body(req, max_body_bytes).then([handle, reply_error, req](pplx::task<std::string> body) {
+        std::string text;
+        try {
+          text = body.get();
+        } catch (const BodyTooLarge& ex) {
+          return reply_error(req, 413, ex.what());
+        } catch (const std::exception& ex) {
+          return reply_error(req, 400, std::string("cannot read the request body: ") + ex.what());
+        }
+        try {
+          handle(req, std::move(text));
+        } catch (const std::exception& ex) {
+          reply_error(req, 500, std::string("internal error: ") + ex.what());
+        }
+      });
     });
     listener->open().wait();
     return listener;

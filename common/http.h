@@ -1,5 +1,5 @@
-// HTTP helpers on cpprestsdk shared by the agent, the operator and the tools: JSON replies,
-// reading a body, bearer tokens compared in constant time.
+// HTTP helpers on cpprestsdk shared by the agent, the operator and the tools: listeners that
+// read bounded bodies, JSON replies, bearer tokens compared in constant time.
 #pragma once
 
 #include <cpprest/http_listener.h>
@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "common/status.h"
@@ -33,11 +34,31 @@ using Listener = web::http::experimental::listener::http_listener;
 // open_listener calls it; code that opens an http_listener itself calls it first.
 void keep_listener_runtime_alive();
 
-// Opens a listener on url that hands every request to handle(); an exception escaping handle()
-// goes to on_exception(request, what) instead (which replies 500 in the server's own error
-// shape). kUnavailable when the address cannot be listened on.
-StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url, std::function<void(http_request)> handle,
-                                                  std::function<void(http_request, const std::string&)> on_exception);
+// What a listener reads of a request body before its handler runs (see open_listener).
+inline constexpr size_t kDefaultMaxBodyBytes = 1 << 20;
+
+// The JSON body of a reply the listener makes itself, in the server's own error shape:
+// 413 for a body over the cap, 400 for a body that could not be read, 500 for an exception
+// out of the handler. message says what was wrong.
+using ErrorBody = std::function<nlohmann::json(const http_request&, int http_status, const std::string& message)>;
+
+// Opens a listener on url that reads each request's body (with Content-Length or chunked), at
+// most max_body_bytes of it, and then hands the request and the body to handle(). A body over
+// the cap is refused with 413 and "Connection: close" as soon as the cap is passed, or at once
+// for a Content-Length over it, and the rest is not read: a client cannot make a server hold
+// more than the cap per request. kUnavailable when the address cannot be listened on.
+StatusOr<std::unique_ptr<Listener>> open_listener(const std::string& url,
+                                                  std::function<void(http_request, std::string body)> handle,
+                                                  ErrorBody error_body, size_t max_body_bytes = kDefaultMaxBodyBytes);
+
+// Reads request's body, at most max_bytes of it. Past the cap it stops the listener reading
+// the rest and fails with a BodyTooLarge; a body that cannot be read (client gone, bad
+// chunking) fails with the listener's exception. For servers that open their listeners
+// themselves; open_listener calls it.
+struct BodyTooLarge : std::runtime_error {
+  explicit BodyTooLarge(size_t max_bytes);
+};
+pplx::task<std::string> read_body(http_request request, size_t max_bytes);
 
 // A free TCP port on 127.0.0.1 (bound and released; for tests and defaults).
 StatusOr<int> pick_free_port();

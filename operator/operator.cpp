@@ -24,6 +24,17 @@ namespace hotswap {
 using nlohmann::json;
 using namespace controllers;
 
+namespace {
+
+// The metrics and health ports take no bodies; a probe's is empty.
+constexpr size_t kMaxProbeBodyBytes = 64 << 10;
+
+json operator_error_body(const web::http::http_request&, int, const std::string& message) {
+  return {{"error", message}};
+}
+
+}  // namespace
+
 struct Operator::Impl {
   const kube::RestClient& client;
   OperatorOptions options;
@@ -223,22 +234,20 @@ StatusOr<std::unique_ptr<Operator>> Operator::start(const kube::RestClient& clie
         m.metrics_listener,
         http::open_listener(
             "http://" + m.options.metrics_address + ":" + std::to_string(m.options.metrics_port),
-            [raw](web::http::http_request req) {
+            [raw](web::http::http_request req, std::string) {
               if (req.relative_uri().path() != "/metrics") return void(http::reply_json(req, 404, {{"error", "see /metrics"}}));
               web::http::http_response resp(200);
               resp.set_body(raw->render(), "text/plain; version=0.0.4");
               req.reply(resp);
             },
-            [](web::http::http_request req, const std::string& what) { http::reply_json(req, 500, {{"error", what}}); }));
+            operator_error_body, kMaxProbeBodyBytes));
   }
   if (m.options.health_port > 0) {
     HOTSWAP_ASSIGN_OR_RETURN(
         m.health_listener,
         http::open_listener("http://" + m.options.health_address + ":" + std::to_string(m.options.health_port),
-                            [raw](web::http::http_request req) { raw->handle_health(req); },
-                            [](web::http::http_request req, const std::string& what) {
-                              http::reply_json(req, 500, {{"error", what}});
-                            }));
+                            [raw](web::http::http_request req, std::string) { raw->handle_health(req); },
+                            operator_error_body, kMaxProbeBodyBytes));
   }
   // Reconcile against a synced cache only: a half-listed cache would look like missing Pods.
   for (auto* inf : {m.deployments.get(), m.migrations.get(), m.pods.get(), m.nodes.get()})

@@ -37,7 +37,18 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// Every route's body, read before the route runs (http::open_listener): a prompt of a whole
+// context fits many times over.
 constexpr size_t kMaxBodyBytes = 4 << 20;
+
+// The endpoint label of the request metrics for a path.
+std::string route_label(const std::string& path) {
+  if (path.rfind("/v1/completions", 0) == 0) return endpoint_label(Endpoint::kCompletions);
+  if (path.rfind("/v1/chat/completions", 0) == 0) return endpoint_label(Endpoint::kChatCompletions);
+  if (path.rfind("/control/", 0) == 0) return "control";
+  if (path.rfind("/v1/streams/", 0) == 0) return "streams";
+  return "other";
+}
 
 int64_t unix_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -69,7 +80,7 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   std::condition_variable heartbeat_cv;
   std::thread heartbeat_thread;
 
-  void handle(http_request req);
+  void handle(http_request req, const std::string& body);
   void handle_generate(http_request req, Endpoint endpoint, const std::string& body);
   // After a migration switched away from this agent: new requests go to its target, so none is
   // refused while the Service's endpoints and the clients' pooled connections move over.
@@ -84,15 +95,15 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   // the fault tests, and where a node-side monitor of Xid/ECC/thermal events reports). The
   // agent keeps serving; /healthz and /control/v1/status show them, and the operator moves the
   // replica off.
-  void handle_faults(http_request req);
+  void handle_faults(http_request req, const std::string& body);
   nlohmann::json faults_json() {
     std::lock_guard<std::mutex> lk(faults_mu);
     return gpu_faults;
   }
   std::mutex faults_mu;
   nlohmann::json gpu_faults = nlohmann::json::array();
-  void handle_control(http_request req, const std::string& path);
-  void handle_migration(http_request req, const std::string& path);
+  void handle_control(http_request req, const std::string& path, const std::string& body);
+  void handle_migration(http_request req, const std::string& path, const std::string& body);
   void reply_status(const http_request& req, const StatusOr<nlohmann::json>& result);
   void handle_resume(http_request req, const std::string& request_id);
   std::shared_ptr<SseStream> new_stream(const std::string& request_id, int64_t next_event_id);
@@ -134,7 +145,7 @@ void AgentServer::Impl::reply_error(const http_request& req, const std::string& 
   }
 }
 
-void AgentServer::Impl::handle(http_request req) {
+void AgentServer::Impl::handle(http_request req, const std::string& body) {
   std::string path = req.relative_uri().path();
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const auto& method = req.method();
@@ -147,26 +158,7 @@ void AgentServer::Impl::handle(http_request req) {
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
     if (method != methods::POST) return wrong_method("POST");
     Endpoint ep = path == "/v1/completions" ? Endpoint::kCompletions : Endpoint::kChatCompletions;
-    if (req.headers().has("Content-Length") && req.headers().content_length() > kMaxBodyBytes) {
-      ApiError e;
-      e.http_status = 413;
-      e.message = "the request body exceeds " + std::to_string(kMaxBodyBytes) + " bytes";
-      return reply_error(req, endpoint_label(ep), e);
-    }
-    std::weak_ptr<Impl> weak = weak_from_this();
-    req.extract_vector().then([weak, req, ep](pplx::task<std::vector<unsigned char>> t) {
-      auto self = weak.lock();
-      if (!self) return;
-      try {
-        auto bytes = t.get();
-        self->handle_generate(req, ep, std::string(bytes.begin(), bytes.end()));
-      } catch (const std::exception& ex) {
-        ApiError e;
-        e.message = std::string("cannot read the request body: ") + ex.what();
-        self->reply_error(req, endpoint_label(ep), e);
-      }
-    });
-    return;
+    return handle_generate(req, ep, body);
   }
   if (path == "/v1/models") {
     if (method != methods::GET) return wrong_method("GET");
@@ -198,7 +190,7 @@ void AgentServer::Impl::handle(http_request req) {
     response.set_body(render_metrics_text(metrics.registry()), "text/plain; version=0.0.4");
     return track_reply(req.reply(response));
   }
-  if (path.rfind("/control/v1/", 0) == 0) return handle_control(req, path);
+  if (path.rfind("/control/v1/", 0) == 0) return handle_control(req, path, body);
   if (path.rfind("/v1/streams/", 0) == 0) {
     if (method != methods::GET) return wrong_method("GET");
     return handle_resume(req, path.substr(std::string("/v1/streams/").size()));
@@ -298,7 +290,7 @@ void AgentServer::Impl::forward_request(const http_request& req, Endpoint endpoi
   });
 }
 
-void AgentServer::Impl::handle_faults(http_request req) {
+void AgentServer::Impl::handle_faults(http_request req, const std::string& body) {
   if (req.method() == methods::GET) {
     metrics.count_request("control", 200);
     return track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", faults_json()}}));
@@ -319,46 +311,40 @@ void AgentServer::Impl::handle_faults(http_request req) {
     e.message = "use GET, POST or DELETE on /control/v1/faults";
     return reply_error(req, "control", e);
   }
-  std::weak_ptr<Impl> weak = weak_from_this();
-  req.extract_vector().then([weak, req](pplx::task<std::vector<unsigned char>> t) {
-    auto self = weak.lock();
-    if (!self) return;
-    ApiError e;
-    json body;
-    try {
-      auto bytes = t.get();
-      body = json::parse(bytes.begin(), bytes.end());
-    } catch (const std::exception& ex) {
-      e.message = std::string("the request body is not valid JSON: ") + ex.what();
-      return self->reply_error(req, "control", e);
-    }
-    const std::string kind = body.is_object() ? body.value("kind", std::string()) : std::string();
-    if (kind != "xid" && kind != "ecc" && kind != "thermal") {
-      e.param = "kind";
-      e.message = "'kind' must be one of xid, ecc, thermal";
-      return self->reply_error(req, "control", e);
-    }
-    if (body.contains("message") && !body["message"].is_string()) {
-      e.param = "message";
-      e.message = "'message' must be a string";
-      return self->reply_error(req, "control", e);
-    }
-    json fault = {{"kind", kind}, {"message", body.value("message", std::string())}, {"time", unix_seconds()}};
-    json all;
-    {
-      std::lock_guard<std::mutex> lk(self->faults_mu);
-      self->gpu_faults.push_back(fault);
-      all = self->gpu_faults;
-    }
-    self->metrics.count_gpu_fault(kind);
-    self->metrics.set_gpu_faulty(true);
-    log_warn("control: GPU fault reported: " + fault.dump());
-    self->metrics.count_request("control", 200);
-    self->track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", all}}));
-  });
+  ApiError e;
+  json fault_in;
+  try {
+    fault_in = json::parse(body);
+  } catch (const std::exception& ex) {
+    e.message = std::string("the request body is not valid JSON: ") + ex.what();
+    return reply_error(req, "control", e);
+  }
+  const std::string kind = fault_in.is_object() ? fault_in.value("kind", std::string()) : std::string();
+  if (kind != "xid" && kind != "ecc" && kind != "thermal") {
+    e.param = "kind";
+    e.message = "'kind' must be one of xid, ecc, thermal";
+    return reply_error(req, "control", e);
+  }
+  if (fault_in.contains("message") && !fault_in["message"].is_string()) {
+    e.param = "message";
+    e.message = "'message' must be a string";
+    return reply_error(req, "control", e);
+  }
+  json fault = {{"kind", kind}, {"message", fault_in.value("message", std::string())}, {"time", unix_seconds()}};
+  json all;
+  {
+    std::lock_guard<std::mutex> lk(faults_mu);
+    gpu_faults.push_back(fault);
+    all = gpu_faults;
+  }
+  metrics.count_gpu_fault(kind);
+  metrics.set_gpu_faulty(true);
+  log_warn("control: GPU fault reported: " + fault.dump());
+  metrics.count_request("control", 200);
+  track_reply(http::reply_json(req, web::http::status_codes::OK, {{"gpu_faults", all}}));
 }
 
-void AgentServer::Impl::handle_control(http_request req, const std::string& path) {
+void AgentServer::Impl::handle_control(http_request req, const std::string& path, const std::string& body) {
   ApiError e;
   if (options.control_token.empty()) {
     e.http_status = 401;
@@ -419,8 +405,8 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
                                         {{"draining", true}, {"open_requests", service->open_requests()}}));
   }
   if (path == "/control/v1/migrations" || path.rfind("/control/v1/migrations/", 0) == 0)
-    return handle_migration(req, path);
-  if (path == "/control/v1/faults") return handle_faults(req);
+    return handle_migration(req, path, body);
+  if (path == "/control/v1/faults") return handle_faults(req, body);
   e.http_status = 404;
   e.code = "not_found";
   e.message = "no control route for " + req.method() + " " + path;
@@ -505,7 +491,7 @@ void AgentServer::Impl::reply_status(const http_request& req, const StatusOr<nlo
   reply_error(req, "control", e);
 }
 
-void AgentServer::Impl::handle_migration(http_request req, const std::string& path) {
+void AgentServer::Impl::handle_migration(http_request req, const std::string& path, const std::string& body) {
   // /control/v1/migrations[/{id}[/start|/abort]]
   std::string rest = path.substr(std::string("/control/v1/migrations").size());
   if (!rest.empty()) rest.erase(0, 1);
@@ -526,25 +512,19 @@ void AgentServer::Impl::handle_migration(http_request req, const std::string& pa
     e.message = "no migration route for " + method + " " + path;
     return reply_error(req, "control", e);
   }
-  std::weak_ptr<Impl> weak = weak_from_this();
-  req.extract_vector().then([weak, req, id, action](pplx::task<std::vector<unsigned char>> t) {
-    auto self = weak.lock();
-    if (!self) return;
-    nlohmann::json body = nlohmann::json::object();
-    try {
-      auto bytes = t.get();
-      if (!bytes.empty()) body = nlohmann::json::parse(bytes.begin(), bytes.end());
-    } catch (const std::exception& ex) {
-      ApiError e;
-      e.message = std::string("the request body is not valid JSON: ") + ex.what();
-      return self->reply_error(req, "control", e);
-    }
-    if (id.empty()) return self->reply_status(req, self->migrations->prepare(body));
-    if (action == "start") return self->reply_status(req, self->migrations->start(id, body));
-    Status st = self->migrations->abort(id);
-    self->reply_status(req, st.ok() ? StatusOr<nlohmann::json>(nlohmann::json{{"id", id}, {"aborted", true}})
-                                    : StatusOr<nlohmann::json>(st));
-  });
+  nlohmann::json args = nlohmann::json::object();
+  try {
+    if (!body.empty()) args = nlohmann::json::parse(body);
+  } catch (const std::exception& ex) {
+    ApiError e;
+    e.message = std::string("the request body is not valid JSON: ") + ex.what();
+    return reply_error(req, "control", e);
+  }
+  if (id.empty()) return reply_status(req, migrations->prepare(args));
+  if (action == "start") return reply_status(req, migrations->start(id, args));
+  Status st = migrations->abort(id);
+  reply_status(req, st.ok() ? StatusOr<nlohmann::json>(nlohmann::json{{"id", id}, {"aborted", true}})
+                            : StatusOr<nlohmann::json>(st));
 }
 
 void AgentServer::Impl::heartbeat_loop() {
@@ -635,18 +615,19 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   std::string url = "http://" + options.host + ":" + std::to_string(options.port);
   auto listener = http::open_listener(
       url,
-      [weak](http_request req) {
-        if (auto self = weak.lock()) self->handle(req);
+      [weak](http_request req, std::string body) {
+        if (auto self = weak.lock()) self->handle(req, body);
       },
-      [weak](http_request req, const std::string& what) {
-        auto self = weak.lock();
-        if (!self) return;
+      [weak](const http_request& req, int status, const std::string& message) {
         ApiError e;
-        e.http_status = 500;
-        e.type = "server_error";
-        e.message = "internal error: " + what;
-        self->reply_error(req, "other", e);
-      });
+        e.http_status = status;
+        e.type = status >= 500 ? "server_error" : "invalid_request_error";
+        if (status == 413) e.code = "request_too_large";
+        e.message = message;
+        if (auto self = weak.lock()) self->metrics.count_request(route_label(req.relative_uri().path()), status);
+        return e.to_json();
+      },
+      kMaxBodyBytes);
   if (!listener.ok()) return listener.status();
   impl->listener = std::move(listener).value();
   impl->heartbeat_thread = std::thread([impl_raw = impl.get()] { impl_raw->heartbeat_loop(); });

@@ -214,11 +214,11 @@ int run(int argc, char** argv) {
   std::atomic<int64_t> agent_calls{0};
   auto agent = http::open_listener(
       "http://127.0.0.1:" + std::to_string(ctl::kAgentPort),
-      [&](web::http::http_request req) {
+      [&](web::http::http_request req, std::string) {
         ++agent_calls;
         http::reply_json(req, 200, {{"queue", 0}, {"running", 0}, {"open_requests", 0}, {"gpu_faults", json::array()}});
       },
-      [](web::http::http_request req, const std::string& what) { http::reply_json(req, 500, {{"error", what}}); });
+      [](const web::http::http_request&, int, const std::string& what) { return json{{"error", what}}; });
   if (!agent.ok()) return fail(agent.status().with_context("the stand-in agent (port 8000 must be free on 127.0.0.1)"));
 
   for (int64_t i = 1; i <= nodes; ++i) {

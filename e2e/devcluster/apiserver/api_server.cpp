@@ -30,6 +30,8 @@ using web::http::methods;
 
 constexpr auto kSaveInterval = std::chrono::milliseconds(200);
 constexpr auto kTickInterval = std::chrono::milliseconds(100);
+// kube-apiserver's limit on a request body: 3 MiB.
+constexpr size_t kMaxRequestBodyBytes = 3 << 20;
 
 std::map<std::string, std::string> query_of(http_request req) {
   std::map<std::string, std::string> out;
@@ -156,8 +158,8 @@ struct ApiServer::Impl : std::enable_shared_from_this<ApiServer::Impl> {
   }
   void reply_error(http_request req, const ApiError& e) { reply(req, e.code, e.to_status_json()); }
 
-  void handle(http_request req);
-  void handle_resource(http_request req, const RequestPath& p);
+  void handle(http_request req, const std::string& body_text);
+  void handle_resource(http_request req, const RequestPath& p, const std::string& body_text);
   void handle_list(http_request req, const ResourceType& t, const std::string& ns,
                    const std::map<std::string, std::string>& q);
   void handle_watch(http_request req, const ResourceType& t, const std::string& ns,
@@ -167,7 +169,7 @@ struct ApiServer::Impl : std::enable_shared_from_this<ApiServer::Impl> {
   Status save_state();
 };
 
-void ApiServer::Impl::handle(http_request req) {
+void ApiServer::Impl::handle(http_request req, const std::string& body_text) {
   {
     auto ua = req.headers().find("User-Agent");
     std::lock_guard<std::mutex> lk(requests_mu);
@@ -214,14 +216,14 @@ void ApiServer::Impl::handle(http_request req) {
     if (!list) return reply_error(req, not_found_error("the server could not find the requested resource"));
     return reply(req, 200, *list);
   }
-  handle_resource(req, *p);
+  handle_resource(req, *p, body_text);
 }
 
 void ApiServer::Impl::after_write(const ResourceType& t, const json& object) {
   if (t.group == "apiextensions.k8s.io" && t.resource == "customresourcedefinitions") controllers.register_crd(object);
 }
 
-void ApiServer::Impl::handle_resource(http_request req, const RequestPath& p) {
+void ApiServer::Impl::handle_resource(http_request req, const RequestPath& p, const std::string& body_text) {
   auto type = registry.find(p.group, p.version.empty() ? "v1" : p.version, p.resource);
   if (!type) {
     return reply_error(req, not_found_error("the server could not find the requested resource (" +
@@ -254,13 +256,8 @@ void ApiServer::Impl::handle_resource(http_request req, const RequestPath& p) {
                                       "the dev cluster reads JSON bodies only, not " + header(req, "Content-Type")));
   }
   if (method == methods::POST || method == methods::PUT || method == methods::PATCH ||
-      (method == methods::DEL && req.headers().content_length() > 0)) {
-    std::string text;
-    try {
-      text = req.extract_utf8string(true).get();
-    } catch (const std::exception& ex) {
-      return reply_error(req, bad_request(std::string("reading the request body: ") + ex.what()));
-    }
+      (method == methods::DEL && !body_text.empty())) {
+    const std::string& text = body_text;
     if (!text.empty()) {
       try {
         body = json::parse(text);
@@ -602,12 +599,14 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::start(ApiServerOptions options) 
   std::weak_ptr<Impl> weak = impl;
   auto listener = http::open_listener(
       url,
-      [weak](http_request req) {
-        if (auto self = weak.lock()) self->handle(req);
+      [weak](http_request req, std::string body) {
+        if (auto self = weak.lock()) self->handle(req, body);
       },
-      [weak](http_request req, const std::string& what) {
-        if (auto self = weak.lock()) self->reply_error(req, api_error(500, "InternalError", "internal error: " + what));
-      });
+      [](const http_request&, int status, const std::string& message) {
+        const char* reason = status == 413 ? "RequestEntityTooLarge" : status == 400 ? "BadRequest" : "InternalError";
+        return api_error(status, reason, message).to_status_json();
+      },
+      kMaxRequestBodyBytes);
   if (!listener.ok()) {
     impl->controllers.stop();
     return listener.status();

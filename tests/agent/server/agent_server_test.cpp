@@ -249,6 +249,49 @@ TEST(AgentServer, UnknownRoutesAndMethodsAreRefused) {
   EXPECT_EQ(json::parse(models.body)["data"][0]["id"], "tiny");
 }
 
+// Bodies: a chunked one is read as one with a Content-Length; one over the 4 MiB cap, on a
+// generate or a control route, is refused with 413 in the OpenAI shape and counted, the
+// connection closed; the agent goes on serving.
+TEST(AgentServer, ChunkedBodiesAreServedAndBodiesOverTheCapRefused) {
+  testing::TestServer ts;
+  const std::string prompt = "Blocks move between nodes";
+  auto want = testing::reference_tokens(ts.model, ts.model->tokenizer().encode(prompt), 6, 0.0f, 3);
+  {
+    testing::HttpConnection c(ts.port);
+    const std::string body = completion_body(prompt, 6, 0.0f, 3, false);
+    const std::string half = body.substr(0, body.size() / 2), rest = body.substr(body.size() / 2);
+    char a[16], b[16];
+    std::snprintf(a, sizeof(a), "%zx\r\n", half.size());
+    std::snprintf(b, sizeof(b), "%zx\r\n", rest.size());
+    const std::string wire = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                             std::string(a) + half + "\r\n" + b + rest + "\r\n0\r\n\r\n";
+    c.flood(wire, [] { return std::string(); }, 0);
+    HttpResponse r;
+    ASSERT_TRUE(c.read_head(&r));
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(json::parse(c.read_all_body())["choices"][0]["token_ids"].get<std::vector<int32_t>>(), want);
+  }
+  for (const std::string path : {"/v1/completions", "/control/v1/migrations"}) {
+    testing::HttpConnection c(ts.port);
+    const std::string head = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                             testing::kControlToken + "\r\nContent-Length: " + std::to_string(64 << 20) + "\r\n\r\n";
+    // Well past what socket buffers hold: a server that read it all would take it all.
+    auto sent = c.flood(head, [] { return std::string(1 << 20, ' '); }, 64 << 20);
+    EXPECT_TRUE(sent.peer_closed) << path;
+    EXPECT_LT(sent.body_bytes_sent, size_t{64} << 20) << path;
+    HttpResponse r;
+    ASSERT_TRUE(c.read_head(&r)) << path;
+    EXPECT_EQ(r.status, 413) << path;
+    json e = json::parse(c.read_all_body())["error"];
+    EXPECT_EQ(e["code"], "request_too_large") << path;
+    EXPECT_EQ(e["message"], "the request body exceeds 4194304 bytes") << path;
+  }
+  std::string m = http_call(ts.port, "GET", "/metrics").body;
+  EXPECT_NE(m.find("hotswap_requests_total{code=\"413\",endpoint=\"completions\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("hotswap_requests_total{code=\"413\",endpoint=\"control\"} 1"), std::string::npos) << m;
+  EXPECT_EQ(http_call(ts.port, "POST", "/v1/completions", completion_body(prompt, 6, 0.0f, 3, false)).status, 200);
+}
+
 }  // namespace
 }  // namespace hotswap::agent
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <map>
 #include <optional>
@@ -55,6 +56,59 @@ class HttpConnection {
       sent += static_cast<size_t>(n);
     }
     return fd_ >= 0;
+  }
+
+  // What flood() managed: how many body bytes the server took, and whether it hung up.
+  struct Flood {
+    size_t body_bytes_sent = 0;
+    bool peer_closed = false;
+  };
+
+  // Sends head, then the pieces next_piece() makes until max_bytes of them are sent, reading
+  // what the server answers meanwhile (read_head then reads it). Stops early when the server
+  // closes the connection; a server that neither reads nor closes leaves it to the deadline.
+  template <typename NextPiece>
+  Flood flood(const std::string& head, NextPiece next_piece, size_t max_bytes) {
+    Flood out;
+    std::string pending = head;
+    size_t head_left = head.size();
+    while (fd_ >= 0 && std::chrono::steady_clock::now() < deadline_) {
+      if (pending.empty()) {
+        if (out.body_bytes_sent >= max_bytes) break;
+        pending = next_piece();
+      }
+      pollfd p{fd_, static_cast<short>(POLLIN | POLLOUT), 0};
+      if (::poll(&p, 1, 100) < 0) break;
+      if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+        char tmp[16384];
+        ssize_t n = ::recv(fd_, tmp, sizeof(tmp), MSG_DONTWAIT);
+        if (n > 0) buf_.append(tmp, static_cast<size_t>(n));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          out.peer_closed = true;
+          break;
+        }
+      }
+      if (p.revents & POLLOUT) {
+        ssize_t n = ::send(fd_, pending.data(), pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+          out.peer_closed = true;
+          break;
+        }
+        if (n > 0) {
+          const size_t sent = static_cast<size_t>(n);
+          const size_t of_head = std::min(sent, head_left);
+          head_left -= of_head;
+          out.body_bytes_sent += sent - of_head;
+          pending.erase(0, sent);
+        }
+      }
+    }
+    if (out.peer_closed) {  // what the server wrote before it closed is still to be read
+      char tmp[16384];
+      ssize_t n;
+      while ((n = ::recv(fd_, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0) buf_.append(tmp, static_cast<size_t>(n));
+    }
+    return out;
   }
 
   // Reads the status line and headers into `out`.

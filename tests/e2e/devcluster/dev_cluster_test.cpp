@@ -161,8 +161,9 @@ TEST_F(DevClusterTest, TrafficThroughTheClusterIpFollowsTheReadinessGate) {
   };
   set_gate("True");
   EXPECT_TRUE(eventually([&] { return http_get(cluster_ip, 80) == "replica-0"; }));
-  auto slices = k.list(kube::ResourceRef::of("discovery.k8s.io", "v1", "endpointslices").in("default"),
-                       {.label_selector = "kubernetes.io/service-name=web"});
+  kube::ListOptions by_service;
+  by_service.label_selector = "kubernetes.io/service-name=web";
+  auto slices = k.list(kube::ResourceRef::of("discovery.k8s.io", "v1", "endpointslices").in("default"), by_service);
   ASSERT_TRUE(slices.ok());
   ASSERT_EQ(slices.value()["items"].size(), 1u);
   EXPECT_EQ(slices.value()["items"][0]["endpoints"][0]["addresses"][0], pod_ip);
