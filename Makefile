@@ -43,9 +43,9 @@ bench-migration: build
 gpu-bundle: build
 	@bash scripts/gpu-bundle.sh $(BUILD) .gpu
 
-# libFuzzer, FUZZ_SECONDS each, on the snapshot decoder, the operator's ModelDeployment reading
-# and the agent's OpenAI request reading, in its own build dir (clang, ASan, UBSan), on copies of
-# fuzz/corpus/{snapshot,deployment,openai};
+# libFuzzer, FUZZ_SECONDS each, on the snapshot decoder, the operator's ModelDeployment reading,
+# the agent's OpenAI request reading and the connection guard's HTTP framing, in its own build
+# dir (clang, ASan, UBSan), on copies of fuzz/corpus/{snapshot,deployment,openai,framing};
 # crashes land in $(FUZZ_BUILD)/artifacts/. Not part of test. docs/reliability.md records runs.
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
@@ -64,9 +64,9 @@ fuzz:
 	set -e; \
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DHOTSWAP_FUZZ=ON -DHOTSWAP_CUDA=OFF -DHOTSWAP_TESTS=OFF; \
-	cmake --build $(FUZZ_BUILD) --target snapshot_decoder_fuzz deployment_spec_fuzz openai_request_fuzz -j $(JOBS); \
+	cmake --build $(FUZZ_BUILD) --target snapshot_decoder_fuzz deployment_spec_fuzz openai_request_fuzz http_framing_fuzz -j $(JOBS); \
 	mkdir -p $(FUZZ_BUILD)/artifacts; \
-	for t in snapshot:snapshot_decoder_fuzz:8192 deployment:deployment_spec_fuzz:4096 openai:openai_request_fuzz:4096; do \
+	for t in snapshot:snapshot_decoder_fuzz:8192 deployment:deployment_spec_fuzz:4096 openai:openai_request_fuzz:4096 framing:http_framing_fuzz:4096; do \
 	  corpus=$${t%%:*}; rest=$${t#*:}; target=$${rest%%:*}; max_len=$${rest#*:}; \
 	  rm -rf $(FUZZ_BUILD)/corpus/$$corpus; mkdir -p $(FUZZ_BUILD)/corpus/$$corpus; \
 	  cp fuzz/corpus/$$corpus/* $(FUZZ_BUILD)/corpus/$$corpus/; \

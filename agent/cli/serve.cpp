@@ -86,6 +86,38 @@ StatusOr<std::shared_ptr<const migration::TlsContext>> migration_tls_from_flags(
   return context;
 }
 
+void add_connection_flags(FlagSet* flags) {
+  flags->add("max-connections", "N", "HTTP connections open at once; the next gets 503 (default 1024)");
+  flags->add("max-header-bytes", "N", "a request's line and headers at most; larger gets 431 (default 32768)");
+  flags->add("header-timeout-s", "S", "a request's head must arrive within S s of its first byte (default 30)");
+  flags->add("body-timeout-s", "S", "a request's body may pause at most S s between bytes (default 30)");
+  flags->add("send-timeout-s", "S", "a client that reads nothing of its response for S s is hung up on (default 60)");
+  flags->add("idle-timeout-s", "S", "a kept-alive connection with no request in flight closes after S s (default 120)");
+}
+
+StatusOr<http::ConnectionLimits> connection_limits_from_flags(const FlagSet& flags) {
+  http::ConnectionLimits l;
+  auto positive = [&](const char* name, int64_t fallback, int64_t most) -> StatusOr<int64_t> {
+    HOTSWAP_ASSIGN_OR_RETURN(int64_t v, flags.get_int(name, fallback));
+    if (v < 1 || v > most)
+      return invalid_argument("--" + std::string(name) + " must be in 1.." + std::to_string(most) + ", got " +
+                              std::to_string(v));
+    return v;
+  };
+  HOTSWAP_ASSIGN_OR_RETURN(int64_t connections, positive("max-connections", l.max_connections, 1 << 20));
+  HOTSWAP_ASSIGN_OR_RETURN(int64_t header_bytes, positive("max-header-bytes", l.max_header_bytes, 1 << 20));
+  l.max_connections = static_cast<int>(connections);
+  l.max_header_bytes = static_cast<size_t>(header_bytes);
+  using std::chrono::seconds;
+  using std::chrono::duration_cast;
+  for (auto [name, field] : {std::pair{"header-timeout-s", &l.header_timeout}, std::pair{"body-timeout-s", &l.body_timeout},
+                             std::pair{"send-timeout-s", &l.send_timeout}, std::pair{"idle-timeout-s", &l.idle_timeout}}) {
+    HOTSWAP_ASSIGN_OR_RETURN(int64_t s, positive(name, duration_cast<seconds>(*field).count(), 86400));
+    *field = seconds(s);
+  }
+  return l;
+}
+
 }  // namespace
 
 int run_serve(int argc, char** argv) {
@@ -93,7 +125,9 @@ int run_serve(int argc, char** argv) {
       "usage: hotswap-agent serve --model DIR [--host 127.0.0.1] [--port P] [--device cpu|cuda]\n"
       "                           [--control-token-file F] [--max-batch-tokens N] [--kv-blocks N] [--max-queue N]\n"
       "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]\n"
-      "                           [--migration-tls-dir DIR | --allow-plaintext-migration]");
+      "                           [--migration-tls-dir DIR | --allow-plaintext-migration]\n"
+      "                           [--max-connections N] [--max-header-bytes N] [--header-timeout-s S]\n"
+      "                           [--body-timeout-s S] [--send-timeout-s S] [--idle-timeout-s S]");
   flags.add("model", "DIR", "Hugging Face model directory");
   flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
@@ -112,6 +146,7 @@ int run_serve(int argc, char** argv) {
             "default: the PEM text in $HOTSWAP_MIGRATION_TLS_CA, _CERT, _KEY");
   flags.add("allow-plaintext-migration", "",
             "without TLS material, take and send migrations over plain tcp (prompts and KV cache in the clear)");
+  add_connection_flags(&flags);
   add_engine_flags(&flags);
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st, int code) {
@@ -143,6 +178,9 @@ int run_serve(int argc, char** argv) {
   if (*grace < 0) return fail(invalid_argument("--grace-seconds must be >= 0"), 2);
   so.port = static_cast<int>(*port);
   so.max_queue = static_cast<int>(*max_queue);
+  auto limits = connection_limits_from_flags(flags);
+  if (!limits.ok()) return fail(limits.status(), 2);
+  so.connection_limits = *limits;
   if (flags.has("control-token-file")) {
     auto token = read_token_file(flags.get("control-token-file"), "--control-token-file");
     if (!token.ok()) return fail(token.status(), 2);

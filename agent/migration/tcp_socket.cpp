@@ -126,11 +126,6 @@ StatusOr<WakePipe> make_wake_pipe(const std::string& peer) {
   return WakePipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 StatusOr<UniqueFd> listen_tcp_socket(const std::string& host, uint16_t port, int backlog) {
   const std::string what = "listen on " + endpoint(host, port);
   HOTSWAP_ASSIGN_OR_RETURN(sockaddr_in addr, resolve_ipv4(host, port));

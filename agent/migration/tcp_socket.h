@@ -11,6 +11,7 @@
 
 #include "agent/migration/byte_link.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 
 namespace hotswap::migration {
 
@@ -21,32 +22,7 @@ namespace hotswap::migration {
 inline constexpr int kTcpSocketBufferBytes = 8 << 20;
 inline constexpr int kMinTcpSocketBufferBytes = 1 << 20;
 
-// A file descriptor that closes itself.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) reset(other.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
+using ::hotswap::UniqueFd;
 
 // The pipe that wakes a connection's waits: interrupt() writes a byte that is never read, so
 // every poll() watching `read` (wait_for_fd's wake_fd) returns now and from then on.

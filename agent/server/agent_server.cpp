@@ -21,6 +21,7 @@
 #include "agent/server/response_sink.h"
 #include "agent/server/server_metrics.h"
 #include "agent/server/sse_stream.h"
+#include "common/connection_guard.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -40,6 +41,20 @@ namespace {
 // Every route's body, read before the route runs (http::open_listener): a prompt of a whole
 // context fits many times over.
 constexpr size_t kMaxBodyBytes = 4 << 20;
+
+// A reply the listener or the connection guard makes itself (a body over the cap, a head too
+// large or too slow, too many connections, an exception out of a handler).
+ApiError listener_error(int status, const std::string& message) {
+  ApiError e;
+  e.http_status = status;
+  e.type = status >= 500 ? "server_error" : "invalid_request_error";
+  if (status == 413) e.code = "request_too_large";
+  if (status == 431) e.code = "header_too_large";
+  if (status == 408) e.code = "request_timeout";
+  if (status == 503) e.code = "too_many_connections";
+  e.message = message;
+  return e;
+}
 
 // The endpoint label of the request metrics for a path.
 std::string route_label(const std::string& path) {
@@ -67,7 +82,8 @@ class AgentServer::Impl : public SinkHost, public std::enable_shared_from_this<A
   std::string bos_token;
   int max_model_len = 0;
   std::string device;  // the engine's backend: "cpu" or "cuda"
-  std::unique_ptr<web::http::experimental::listener::http_listener> listener;
+  std::unique_ptr<web::http::experimental::listener::http_listener> listener;  // on 127.0.0.1, behind the guard
+  std::unique_ptr<http::ConnectionGuard> guard;                               // on options.host:port
   std::atomic<bool> stopping{false};
   std::atomic<int64_t> replies_in_flight{0};
   std::atomic<uint64_t> next_request{0};
@@ -612,26 +628,43 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
     if (auto self = weak.lock()) self->metrics.observe_engine(s, self->service->open_requests());
   });
 
-  std::string url = "http://" + options.host + ":" + std::to_string(options.port);
-  auto listener = http::open_listener(
-      url,
-      [weak](http_request req, std::string body) {
-        if (auto self = weak.lock()) self->handle(req, body);
-      },
-      [weak](const http_request& req, int status, const std::string& message) {
-        ApiError e;
-        e.http_status = status;
-        e.type = status >= 500 ? "server_error" : "invalid_request_error";
-        if (status == 413) e.code = "request_too_large";
-        e.message = message;
-        if (auto self = weak.lock()) self->metrics.count_request(route_label(req.relative_uri().path()), status);
-        return e.to_json();
-      },
-      kMaxBodyBytes);
+  // cpprest's listener on a loopback port of its own, behind the connection guard on the
+  // public address: the guard enforces the limits cpprest has not (common/connection_guard.h).
+  StatusOr<std::unique_ptr<http::Listener>> listener = unavailable("no free loopback port");
+  int inner_port = 0;
+  for (int attempt = 0; attempt < 5 && !listener.ok(); ++attempt) {  // a port picked free may be taken
+    HOTSWAP_ASSIGN_OR_RETURN(inner_port, http::pick_free_port());
+    listener = http::open_listener(
+        "http://127.0.0.1:" + std::to_string(inner_port),
+        [weak](http_request req, std::string body) {
+          if (auto self = weak.lock()) self->handle(req, body);
+        },
+        [weak](const http_request& req, int status, const std::string& message) {
+          if (auto self = weak.lock()) self->metrics.count_request(route_label(req.relative_uri().path()), status);
+          return listener_error(status, message).to_json();
+        },
+        kMaxBodyBytes);
+  }
   if (!listener.ok()) return listener.status();
   impl->listener = std::move(listener).value();
+  http::GuardHooks hooks;
+  hooks.error_body = [](int status, const std::string& message) { return listener_error(status, message).to_json().dump(); };
+  hooks.on_event = [weak](http::GuardEvent e) {
+    if (auto self = weak.lock()) self->metrics.count_connection_closed(http::guard_event_name(e));
+  };
+  hooks.on_open_connections = [weak](int n) {
+    if (auto self = weak.lock()) self->metrics.set_open_connections(n);
+  };
+  auto guard = http::ConnectionGuard::start(options.host, options.port, inner_port, options.connection_limits, hooks);
+  if (!guard.ok()) {
+    impl->listener->close().wait();
+    return guard.status();
+  }
+  impl->guard = std::move(guard).value();
+  impl->options.port = impl->guard->port();
   impl->heartbeat_thread = std::thread([impl_raw = impl.get()] { impl_raw->heartbeat_loop(); });
-  log_info("serving model '" + impl->options.model_name + "' on " + url);
+  log_info("serving model '" + impl->options.model_name + "' on http://" + options.host + ":" +
+           std::to_string(impl->options.port));
   return std::unique_ptr<AgentServer>(new AgentServer(std::move(impl)));
 }
 
@@ -675,6 +708,7 @@ void AgentServer::stop() {
     impl_->listener->close().wait();
   } catch (const std::exception&) {
   }
+  impl_->guard->stop();
 }
 
 }  // namespace hotswap::agent

@@ -1,5 +1,7 @@
 // hotswap-agent serve: the OpenAI-compatible API, health and readiness, /metrics, and the
-// operator's control API, on cpprestsdk's HTTP listener, in front of an EngineService.
+// operator's control API, on cpprestsdk's HTTP listener, in front of an EngineService. The
+// listener is on a loopback port of its own; the public address is a ConnectionGuard's, which
+// relays to it and bounds connections, head sizes and slow clients (common/connection_guard.h).
 //
 // Streams (sse_stream.h): events are numbered 0, 1, 2, ... within a stream and the recent ones
 // are kept, so GET /v1/streams/{id} with Last-Event-ID resumes a stream exactly. A client that
@@ -7,7 +9,7 @@
 // line every heartbeat so that is noticed even before they run.
 //
 // Threads: cpprestsdk's pool runs the handlers; the engine thread runs the sinks; a heartbeat
-// thread pings queued streams. Each stream's writes are serialised by its own mutex.
+// thread pings queued streams; the guard's thread relays the bytes. Each stream's writes are serialised by its own mutex.
 #pragma once
 
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "agent/engine/engine.h"
+#include "common/connection_guard.h"
 #include "common/status.h"
 
 namespace hotswap::migration {
@@ -37,6 +40,8 @@ struct AgentServerOptions {
   // allowed; without either the agent takes and sends no migration over the network.
   std::shared_ptr<const migration::TlsContext> migration_tls;
   bool allow_plaintext_migration = false;
+  // Connections, head sizes and slow clients (common/connection_guard.h).
+  http::ConnectionLimits connection_limits;
 };
 
 class AgentServer {

@@ -58,6 +58,13 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
                        .Register(r)
                        .Add({});
   speed_factor_->Set(1);
+  connections_closed_ = &BuildCounter()
+                             .Name("hotswap_http_connections_closed_total")
+                             .Help("HTTP connections the agent refused or ended itself, by reason (too_many_connections, "
+                                   "header_too_large, header_timeout, body_timeout, bad_framing, send_timeout, idle)")
+                             .Register(r);
+  open_connections_ =
+      &BuildGauge().Name("hotswap_http_connections").Help("HTTP connections open to the agent").Register(r).Add({});
   gpu_faults_ = &BuildCounter()
                      .Name("hotswap_gpu_faults_total")
                      .Help("GPU faults reported for this agent's card, by kind (xid, ecc, thermal)")

@@ -39,6 +39,10 @@ class ServerMetrics {
   // A GPU fault reported (kind: xid, ecc, thermal), and how many are outstanding.
   void count_gpu_fault(const std::string& kind) { gpu_faults_->Add({{"kind", kind}}).Increment(); }
   void set_gpu_faulty(bool faulty) { gpu_faulty_->Set(faulty ? 1 : 0); }
+  // The connection guard's (common/connection_guard.h): a connection it refused or ended, by
+  // reason, and how many are open.
+  void count_connection_closed(const std::string& reason) { connections_closed_->Add({{"reason", reason}}).Increment(); }
+  void set_open_connections(int n) { open_connections_->Set(n); }
   // From the engine thread after each step.
   void observe_engine(const engine::EngineStats& s, int64_t open_requests);
 
@@ -63,6 +67,8 @@ class ServerMetrics {
   prometheus::Gauge* speed_factor_;
   prometheus::Family<prometheus::Counter>* gpu_faults_;
   prometheus::Gauge* gpu_faulty_;
+  prometheus::Family<prometheus::Counter>* connections_closed_;
+  prometheus::Gauge* open_connections_;
   prometheus::Family<prometheus::Counter>* migrations_;
   prometheus::Family<prometheus::Counter>* migration_bytes_;
   prometheus::Counter* precopy_rounds_;

@@ -292,6 +292,21 @@ TEST(AgentServer, ChunkedBodiesAreServedAndBodiesOverTheCapRefused) {
   EXPECT_EQ(http_call(ts.port, "POST", "/v1/completions", completion_body(prompt, 6, 0.0f, 3, false)).status, 200);
 }
 
+// The agent's public port is its connection guard's: a head over 32 KiB gets 431 in the
+// OpenAI shape, counted by reason, and the agent serves the next connection.
+TEST(AgentServer, AHeadOverTheLimitIsRefusedInTheOpenAIShapeAndCounted) {
+  testing::TestServer ts;
+  HttpResponse r = http_call(ts.port, "GET", "/v1/models", "", {{"X-Padding", std::string(40 << 10, 'p')}});
+  ASSERT_EQ(r.status, 431);
+  json e = json::parse(r.body)["error"];
+  EXPECT_EQ(e["code"], "header_too_large");
+  EXPECT_EQ(e["type"], "invalid_request_error");
+  EXPECT_NE(e["message"].get<std::string>().find("longer than 32768 bytes"), std::string::npos) << e;
+  std::string m = http_call(ts.port, "GET", "/metrics").body;
+  EXPECT_NE(m.find("hotswap_http_connections_closed_total{reason=\"header_too_large\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("hotswap_http_connections 1"), std::string::npos) << "the scrape's own connection\n" << m;
+}
+
 }  // namespace
 }  // namespace hotswap::agent
 

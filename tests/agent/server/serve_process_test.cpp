@@ -172,6 +172,18 @@ TEST(ServeProcess, BadSpeedFactorsAreNamedAndExitTwo) {
   expect_each_exits_two_naming_it(model, dir, cases);
 }
 
+TEST(ServeProcess, BadConnectionLimitsAreNamedAndExitTwo) {
+  std::string model = engine::testing::tiny_model();
+  std::string dir = engine::testing::temp_dir("serve-limits");
+  const std::vector<BadStart> cases = {
+      {{"--max-connections", "0"}, {}, "--max-connections must be in 1..1048576, got 0"},
+      {{"--max-header-bytes", "many"}, {}, "--max-header-bytes"},
+      {{"--idle-timeout-s", "-5"}, {}, "--idle-timeout-s must be in 1..86400, got -5"},
+      {{"--header-timeout-s", "100000"}, {}, "--header-timeout-s must be in 1..86400, got 100000"},
+  };
+  expect_each_exits_two_naming_it(model, dir, cases);
+}
+
 TEST(ServeProcess, BadDeviceChoicesAreNamedAndAMissingGpuExitsOne) {
   std::string model = engine::testing::tiny_model();
   std::string dir = engine::testing::temp_dir("serve-device");
