@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "agent/engine/synthetic_checkpoint.h"
 #include "agent/migration/loopback_transport.h"
 #include "agent/server/engine_service.h"
 #include "tests/agent/server/server_test_util.h"
@@ -298,6 +299,36 @@ TEST(MigrationSession, AnotherModelVersionTakesARecomputeMigrationButRefusesKv) 
   EXPECT_NE(src.result, "switched");
   EXPECT_EQ(tgt.result, "failed");
   EXPECT_NE(tgt.error.find("only a recompute migration may change the weights"), std::string::npos) << tgt.error;
+  c.wait_done();
+  c.expect_exact();
+}
+
+// A source that claims the target's digest but sends another model's KV layout (a lying or
+// broken peer: real agents with other weights are refused at prepare by the digest) fails the
+// migration at the manifest, saying what differs, and the source keeps serving exactly.
+TEST(MigrationSession, ASourceWithAnotherKvLayoutIsRefusedAtTheManifest) {
+  Cluster c(2, 200);
+  engine::SyntheticModelSpec spec;
+  spec.preset = "small";
+  spec.seed = 1;
+  const std::string dir = engine::testing::temp_dir("small-layout");
+  ASSERT_TRUE(engine::write_synthetic_checkpoint(spec, dir).ok());
+  auto other = engine::Model::load(dir).value();
+  ASSERT_NE(other->config().num_hidden_layers, c.model->config().num_hidden_layers);
+  engine::EngineOptions o;
+  o.threads = 1;
+  o.kv_blocks = 256;
+  o.block_size = 8;
+  c.b = std::make_unique<EngineService>(engine::Engine::create(other, o).value(), EngineServiceOptions{});
+  ASSERT_TRUE(c.wait_tokens(10));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv);
+  EXPECT_NE(src.result, "switched");
+  EXPECT_EQ(tgt.result, "failed");
+  EXPECT_NE(tgt.error.find("the source's KV layout (" + std::to_string(c.model->config().num_hidden_layers) +
+                           " layers"),
+            std::string::npos)
+      << tgt.error;
+  EXPECT_NE(tgt.error.find("is not this model's"), std::string::npos) << tgt.error;
   c.wait_done();
   c.expect_exact();
 }
