@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "kernels/ops.h"
@@ -115,6 +116,12 @@ struct Track {
 
 }  // namespace
 
+std::chrono::milliseconds effective_switch_timeout(const SourcePlan& plan) {
+  if (plan.switch_timeout.count() > 0) return plan.switch_timeout;
+  const auto from_budget = std::chrono::milliseconds(static_cast<int64_t>(40 * plan.downtime_budget_ms));
+  return std::max(std::chrono::milliseconds(2000), from_budget);
+}
+
 StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender, const EngineCall& engine,
                                      const SourceHooks& hooks) {
   MigrationReport rep;
@@ -137,7 +144,17 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   const int64_t block_bytes = static_cast<int64_t>(layout.block_bytes());
   auto params_of = [&](const std::string& id) { return hooks.params ? hooks.params(id) : json::object(); };
 
-  SnapshotWriter writer(snapshot_sink(sender, plan.timeout));
+  // Writes wait plan.timeout each, but in the switch no longer than what is left of its deadline.
+  std::optional<Clock::time_point> switch_deadline;
+  auto wait_for = [&]() -> std::chrono::milliseconds {
+    if (!switch_deadline) return plan.timeout;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*switch_deadline - Clock::now());
+    return std::max(left, std::chrono::milliseconds(1));
+  };
+  SnapshotWriter writer([&sender, &wait_for](const ChunkHeader& header,
+                                             std::span<const std::span<const uint8_t>> pieces) {
+    return sender.write_chunk(header, pieces, wait_for());
+  });
   auto fail = [&](const Status& st) {
     rep.result = "failed";
     rep.error = st.to_string();
@@ -337,12 +354,17 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   }
   rep.mode = migration_mode_name(mode);
 
-  // The switch: the pause starts here.
+  // The switch: the pause starts here, and ends by its deadline one way or the other.
   const auto pause = Clock::now();
+  const auto switch_timeout = effective_switch_timeout(plan);
+  switch_deadline = pause + switch_timeout;
   std::vector<Piece> last;
   std::vector<engine::SequenceSnapshot> snaps;
   Status st = read_dirty(&last, true, &snaps);
-  auto roll_back = [&](const Status& why) {
+  auto roll_back = [&](Status why) {
+    if (Clock::now() >= *switch_deadline)
+      why = why.with_context("the switch's deadline of " + std::to_string(switch_timeout.count()) +
+                             " ms passed (switch_timeout_ms)");
     sender.abort(why);
     std::vector<std::string> back;
     Status restored = engine([&](engine::Engine& e) {
@@ -382,9 +404,9 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
   for (const auto& q : queued)
     if (st.ok()) st = writer.write_queued_request(q.state);
   if (st.ok()) st = writer.write_end();
-  if (st.ok()) st = sender.flush(plan.timeout);
+  if (st.ok()) st = sender.flush(wait_for());
   if (!st.ok()) return roll_back(st);
-  auto reply = sender.await_reply(plan.timeout);
+  auto reply = sender.await_reply(wait_for());
   if (!reply.ok()) return roll_back(reply.status());
   json j = json::parse(*reply, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.value("switched", false)) {

@@ -58,7 +58,13 @@ struct SourcePlan {
   int64_t precopy_slice_bytes = 4 << 20;
   double prefill_tokens_per_s = 0;           // for auto; 0: assume recompute is slower than any link
   std::chrono::milliseconds timeout{30000};  // per transport wait
+  // The switch at most, from the pause to the target's reply: past it the source rolls back
+  // and its clients' streams go on here. 0: max(2 s, 40 x downtime_budget_ms).
+  std::chrono::milliseconds switch_timeout{0};
 };
+
+// The switch deadline a plan stands for (switch_timeout, or its default).
+std::chrono::milliseconds effective_switch_timeout(const SourcePlan& plan);
 
 struct SourceHooks {
   // Inside the switch's engine call, once the sequences left the engine: take their sinks.

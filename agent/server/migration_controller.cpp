@@ -262,6 +262,10 @@ StatusOr<json> MigrationController::start(const std::string& id, const json& bod
     return invalid_argument("'max_rounds' must be an integer in 0..1000 (0: stop-and-copy)");
   if (body.contains("bandwidth_cap_bytes_per_s") && !body["bandwidth_cap_bytes_per_s"].is_number_unsigned())
     return invalid_argument("'bandwidth_cap_bytes_per_s' must be an integer >= 0");
+  if (body.contains("switch_timeout_ms") &&
+      (!body["switch_timeout_ms"].is_number_integer() || body["switch_timeout_ms"].get<int64_t>() < 1 ||
+       body["switch_timeout_ms"].get<int64_t>() > 600000))
+    return invalid_argument("'switch_timeout_ms' must be an integer in 1..600000");
   if (body.contains("sequences")) {
     if (!body["sequences"].is_array()) return invalid_argument("'sequences' must be an array of request ids");
     for (const auto& s : body["sequences"])
@@ -310,6 +314,7 @@ void MigrationController::run_source(Migration* m, json body) {
   plan.downtime_budget_ms = body.value("downtime_budget_ms", 50.0);
   plan.max_rounds = body.value("max_rounds", 8);
   plan.timeout = kTransferTimeout;
+  plan.switch_timeout = std::chrono::milliseconds(body.value("switch_timeout_ms", int64_t{0}));
   // For auto: this agent's own prefill rate stands for the target's (same model; a target on
   // other hardware differs, and long contexts prefill slower than the measured prompts).
   if (auto svc = host_.service->status(); svc.ok()) plan.prefill_tokens_per_s = svc->engine.prefill_tokens_per_s;

@@ -252,6 +252,8 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
                                                                             {"max_rounds", -1},
                                                                             {"downtime_budget_ms", -5},
                                                                             {"bandwidth_cap_bytes_per_s", 1.5},
+                                                                            {"switch_timeout_ms", 0},
+                                                                            {"switch_timeout_ms", "2000"},
                                                                             {"sequences", "r1"},
                                                                             {"sequences", json::array({1})}}) {
     json body = {{"data_endpoint", "tcp://127.0.0.1:1"}, {"target_url", "http://127.0.0.1:1"}};

@@ -51,6 +51,10 @@ struct Cluster {
   std::vector<engine::GenerationRequest> requests;
   std::mutex handoff_mu;
   std::map<std::string, std::shared_ptr<RequestSink>> handoff;
+  // A slow target: each import waits this long, and (when not adopting) keeps no client sink.
+  std::chrono::milliseconds target_import_delay{0};
+  bool target_adopts = true;
+  std::chrono::milliseconds switch_timeout{0};
 
   Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32,
           int64_t target_kv_blocks = 2048, double source_speed = 1.0, int target_block_size = 8,
@@ -104,8 +108,9 @@ struct Cluster {
     tp.timeout = std::chrono::milliseconds(5000);
     migration::TargetHooks th;
     th.on_imported = [&](const engine::SequenceSnapshot& snap, const nlohmann::json&) {
+      std::this_thread::sleep_for(target_import_delay);
       std::lock_guard<std::mutex> lk(handoff_mu);
-      b->adopt_sink(snap.request.id, handoff.at(snap.request.id));
+      if (target_adopts) b->adopt_sink(snap.request.id, handoff.at(snap.request.id));
     };
     auto target = std::async(std::launch::async,
                              [&] { return migration::run_target(tp, *t.receiver, call(b.get()), th).value(); });
@@ -120,6 +125,7 @@ struct Cluster {
     sp.precopy_slice_bytes = slice_bytes;
     sp.prefill_tokens_per_s = prefill_tokens_per_s;
     sp.timeout = std::chrono::milliseconds(5000);
+    sp.switch_timeout = switch_timeout;
     migration::SourceHooks sh;
     sh.on_detached = [&](const std::vector<std::string>& ids) {
       std::lock_guard<std::mutex> lk(handoff_mu);
@@ -331,6 +337,31 @@ TEST(MigrationSession, ASourceWithAnotherKvLayoutIsRefusedAtTheManifest) {
   EXPECT_NE(tgt.error.find("is not this model's"), std::string::npos) << tgt.error;
   c.wait_done();
   c.expect_exact();
+}
+
+// A target too slow to answer the switch: past the switch's deadline the source rolls back and
+// its clients' streams go on there, paused no longer than the deadline, and exact.
+TEST(MigrationSession, ATargetTooSlowForTheSwitchDeadlineIsGivenUpOnAndTheSourceServesOnExactly) {
+  Cluster c(2, 300);
+  c.target_import_delay = std::chrono::milliseconds(1500);
+  c.target_adopts = false;  // what it imports after the source gave up reaches no client
+  c.switch_timeout = std::chrono::milliseconds(300);
+  ASSERT_TRUE(c.wait_tokens(10));
+  auto [src, tgt] = c.migrate(MigrationMode::kKv);  // without the deadline: switched, 3 s later
+  EXPECT_EQ(src.result, "rolled_back") << src.error;
+  EXPECT_NE(src.error.find("the switch's deadline of 300 ms passed"), std::string::npos) << src.error;
+  c.wait_done();
+  c.expect_exact();
+}
+
+TEST(MigrationSession, TheSwitchDeadlineDefaultsToFortyBudgetsAndAtLeastTwoSeconds) {
+  migration::SourcePlan p;
+  p.downtime_budget_ms = 10;
+  EXPECT_EQ(migration::effective_switch_timeout(p).count(), 2000);
+  p.downtime_budget_ms = 250;
+  EXPECT_EQ(migration::effective_switch_timeout(p).count(), 10000);
+  p.switch_timeout = std::chrono::milliseconds(700);
+  EXPECT_EQ(migration::effective_switch_timeout(p).count(), 700);
 }
 
 TEST(MigrationSession, QueuedRequestsMoveAndAreServedOnce) {
