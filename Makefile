@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 MODELS ?= models
 
-.PHONY: all deps configure build test demo bench bench-migration bench-operator gpu-bundle fuzz format clean
+.PHONY: all deps configure build test e2e-long demo bench bench-migration bench-operator gpu-bundle fuzz format clean
 
 all: build
 
@@ -21,7 +21,12 @@ build: configure
 
 # The whole test suite (unit tests; e2e-labelled tests too once they exist).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600 -LE e2e-long
+
+# The long end-to-end runs, not in test: the fault matrix over live migrations between real
+# agents (tests/e2e/faults), minutes.
+e2e-long: build
+	cd $(BUILD) && ctest --output-on-failure -L e2e-long
 
 demo: build
 	@bash scripts/demo.sh $(BUILD) $(MODELS)

@@ -13,6 +13,7 @@
 
 #include "agent/engine/cuda_backend.h"
 #include "tests/agent/migration/tls_test_util.h"
+#include "tests/agent/server/agent_process.h"
 #include "tests/agent/server/server_test_util.h"
 
 namespace hotswap::agent {
@@ -21,64 +22,7 @@ namespace {
 using nlohmann::json;
 using testing::http_call;
 
-// A child process running the agent; killed (SIGKILL) if the test did not end it.
-struct AgentProcess {
-  pid_t pid = -1;
-  int port = 0;
-  // extra: more flags; env: variables set in the child; log: where its stderr goes (if set).
-  explicit AgentProcess(const std::string& model, std::vector<std::string> extra = {},
-                        std::vector<std::pair<std::string, std::string>> env = {}, const std::string& log = "") {
-    port = http::pick_free_port().value();
-    std::string token_file = engine::testing::temp_dir("serve-proc") + "/token";
-    std::ofstream(token_file) << testing::kControlToken << "\n";
-    std::vector<std::string> args = {HOTSWAP_AGENT_BIN, "serve", "--model", model, "--model-name", "tiny",
-                                     "--port", std::to_string(port), "--threads", "2", "--grace-seconds", "20"};
-    bool token_from_env = false;
-    for (const auto& [k, v] : env) token_from_env = token_from_env || k == "HOTSWAP_CONTROL_TOKEN";
-    if (!token_from_env) args.insert(args.end(), {"--control-token-file", token_file});
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid = fork();
-    if (pid == 0) {
-      unsetenv("HOTSWAP_GPU_SPEED_FACTOR");
-      unsetenv("HOTSWAP_GPU_SPEED_REFERENCE");
-      unsetenv("HOTSWAP_CONTROL_TOKEN");
-      for (const char* v : {"HOTSWAP_MIGRATION_TLS_CA", "HOTSWAP_MIGRATION_TLS_CERT", "HOTSWAP_MIGRATION_TLS_KEY"}) unsetenv(v);
-      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      if (!log.empty()) freopen(log.c_str(), "w", stderr);
-      execv(HOTSWAP_AGENT_BIN, argv.data());
-      _exit(127);
-    }
-  }
-  bool wait_ready() {
-    for (int i = 0; i < 400; ++i) {
-      if (http_call(port, "GET", "/readyz").status == 200) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return false;
-  }
-  // The exit status, or -1 if it did not exit within the bound.
-  int wait_exit(std::chrono::seconds bound) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  ~AgentProcess() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
+using testing::AgentProcess;
 
 std::vector<int32_t> generate_cli_tokens(const std::string& model, const std::string& prompt, int max_tokens,
                                          double temperature, int seed) {
