@@ -111,6 +111,46 @@ class StreamChunkReceiver final : public ChunkReceiver {
     return Status::ok_status();
   }
 
+  SourceVerdict await_verdict(std::chrono::milliseconds timeout) override {
+    std::lock_guard call(call_mu_);
+    SourceVerdict v;
+    if (!end_validated_) {
+      v.detail = "await_verdict() before the End chunk came from the " + peer_;
+      return v;
+    }
+    // A reply that failed to go out (the source closed its side after its ABORT) still leaves
+    // the ABORT to read; only a local abort() ends the wait at once.
+    const Deadline deadline = deadline_after(timeout);
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        if (source_aborted_ || aborted_locally_ || stray_after_end_) {
+          v.gave_up = source_aborted_;
+          v.detail = source_aborted_ ? source_abort_.message() : broken_.message();
+          return v;
+        }
+      }
+      auto r = link_->receive(buffer_.data(), std::min(buffer_.size(), kChunkStartReadBytes), deadline);
+      if (!r.ok()) {
+        v.detail = "reading the verdict of the " + peer_ + ": " + r.status().message();
+        return v;
+      }
+      if (r->eof) {
+        v.detail = "the " + peer_ + " closed the connection after the reply: it took the switch (or is gone)";
+        return v;
+      }
+      if (r->bytes == 0) {
+        v.detail = "no word from the " + peer_ + " within " + std::to_string(timeout.count()) + " ms of the reply";
+        return v;
+      }
+      // Only an ABORT may come now; anything else is the decoder's error (bytes after End).
+      if (!consume(buffer_.data(), r->bytes, deadline).ok()) {
+        std::lock_guard lock(mu_);
+        stray_after_end_ = !source_aborted_;
+      }
+    }
+  }
+
   void abort(const Status& reason) override {
     const Status st(code_or(reason.code(), StatusCode::kFailedPrecondition),
                     "transfer aborted locally: " + reason.message());
@@ -226,8 +266,14 @@ class StreamChunkReceiver final : public ChunkReceiver {
     const std::string reason(reinterpret_cast<const char*>(control_.data()) + kControlHeaderBytes,
                              static_cast<size_t>(h->value));
     const bool known = h->code > 0 && h->code <= static_cast<uint16_t>(StatusCode::kInternal);
-    return fail(Status(known ? static_cast<StatusCode>(h->code) : StatusCode::kUnavailable,
-                       "the " + peer_ + " aborted the transfer: " + reason));
+    const Status aborted(known ? static_cast<StatusCode>(h->code) : StatusCode::kUnavailable,
+                         "the " + peer_ + " aborted the transfer: " + reason);
+    {
+      std::lock_guard lock(mu_);
+      source_aborted_ = true;
+      source_abort_ = aborted;
+    }
+    return fail(aborted);
   }
 
   Status feed(const uint8_t* data, size_t n, Deadline deadline) {
@@ -360,6 +406,9 @@ class StreamChunkReceiver final : public ChunkReceiver {
   bool aborted_locally_ = false;
   bool peer_gone_ = false;
   bool abort_sent_ = false;
+  bool source_aborted_ = false;  // the source's ABORT came
+  Status source_abort_;           // and what it said
+  bool stray_after_end_ = false;  // await_verdict() read bytes other than an ABORT
   uint64_t bytes_received_ = 0;
   uint64_t chunks_received_ = 0;
   uint64_t resend_requests_ = 0;

@@ -176,7 +176,7 @@ class StreamChunkSender final : public ChunkSender {
     bool tell_peer = false;
     {
       std::lock_guard lock(mu_);
-      if (aborted_locally_) return;
+      if (aborted_locally_ || committed_) return;
       aborted_locally_ = true;
       tell_peer = !peer_gone_;
       broken_ = st;
@@ -201,6 +201,21 @@ class StreamChunkSender final : public ChunkSender {
     }
     link_->interrupt();
     link_->shutdown();
+  }
+
+  Status commit() override {
+    {
+      std::lock_guard lock(mu_);
+      if (aborted_locally_) return broken_;
+      if (!reply_) return failed_precondition("commit() before the reply of the " + peer_);
+      if (committed_) return Status::ok_status();
+      committed_ = true;
+      if (broken_.ok()) broken_ = failed_precondition("the transfer is over: the switch was taken");
+      cv_.notify_all();
+    }
+    link_->interrupt();
+    link_->shutdown();
+    return Status::ok_status();
   }
 
   SenderStats stats() const override {
@@ -603,6 +618,7 @@ class StreamChunkSender final : public ChunkSender {
   std::condition_variable cv_;
   Status broken_;
   bool aborted_locally_ = false;
+  bool committed_ = false;  // commit(): the connection closed as the source's consent
   bool peer_gone_ = false;
   bool peer_aborted_ = false;
   bool reader_done_ = false;

@@ -413,6 +413,8 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
     std::string why = j.is_object() ? j.value("error", std::string("no reason given")) : *reply;
     return roll_back(unavailable("the target refused the switch: " + why));
   }
+  // Taken: the target reads the close as consent. An abort() that came first told it otherwise.
+  if (Status taken = sender.commit(); !taken.ok()) return roll_back(taken);
   rep.switch_ms = std::chrono::duration<double, std::milli>(Clock::now() - pause).count();
   rep.bytes = static_cast<int64_t>(sender.stats().bytes_written);
   rep.result = "switched";
@@ -468,6 +470,7 @@ StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& rece
   std::map<std::string, std::vector<uint8_t>> staged;  // host staging (see above)
   std::vector<uint8_t> converted;
   std::vector<SequenceState> queued;
+  std::vector<std::string> imported_ids;
   for (;;) {
     auto chunk = receiver.next(plan.timeout);
     if (!chunk.ok()) {
@@ -629,6 +632,7 @@ import:
       imported.emplace_back(std::move(snap), &q.params);
     }
     // Only once every import succeeded do the sequences get their sinks.
+    imported_ids = done;
     if (hooks.on_imported)
       for (const auto& [snap, params] : imported) hooks.on_imported(snap, *params);
     return Status();
@@ -642,6 +646,21 @@ import:
           .dump(),
       plan.timeout);
   if (!rst.ok()) rep.error = "imported, but the reply did not go out: " + rst.to_string();
+  const SourceVerdict verdict = receiver.await_verdict(plan.timeout);
+  if (!verdict.gave_up) return rep;
+  // The source serves these itself again: what runs here would reach no client.
+  Status dropped = engine([&](engine::Engine& e) {
+    for (const auto& id : imported_ids) (void)e.detach(id);
+    if (hooks.on_dropped) hooks.on_dropped(imported_ids);
+    return Status();
+  });
+  rep.result = "rolled_back";
+  rep.error = "the source gave up on the switch after this target imported; its " +
+              std::to_string(imported_ids.size()) + " sequences were dropped here: " + verdict.detail;
+  if (!dropped.ok()) {
+    rep.result = "failed";
+    rep.error += "; dropping them failed: " + dropped.to_string();
+  }
   return rep;
 }
 

@@ -15,7 +15,10 @@
 // Target (run_target): stages the KV of each sequence as it arrives (later copies replace
 // earlier ones), and at End imports every sequence into its engine in one engine call (with its
 // KV, or as a recompute when there is no room or no KV), hands each to the caller (to give it a
-// sink), and replies {"switched": true, ...} — or {"error": ...} having imported nothing.
+// sink), and replies {"switched": true, ...} — or {"error": ...} having imported nothing. Then
+// it waits for the source's last word: a source that gave up on the switch before the reply
+// reached it (its deadline passed) sends ABORT, and the target drops what it imported, which
+// would reach no client; the source's close keeps them.
 //
 // Modes: kv (pre-copy), recompute (no KV travels; the target prefills prompt + generated),
 // auto (the cheaper of the two by the measured link rate and the engine's prefill rate).
@@ -109,6 +112,9 @@ struct TargetPlan {
 struct TargetHooks {
   // Inside the import's engine call: a sequence was imported; give it its sink.
   std::function<void(const engine::SequenceSnapshot& snapshot, const nlohmann::json& params)> on_imported;
+  // Inside an engine call, after the source gave up on the switch: these imported sequences left
+  // the engine (those that finished already are among them); take their sinks back.
+  std::function<void(const std::vector<std::string>& request_ids)> on_dropped;
 };
 
 StatusOr<MigrationReport> run_target(const TargetPlan& plan, ChunkReceiver& receiver, const EngineCall& engine,

@@ -29,6 +29,12 @@
 //             REPLY   length of the reply that follows (at most kMaxReplyBytes), sent once, after End
 //             ABORT   length of the reason that follows (at most kMaxAbortReasonBytes)
 //
+// After the REPLY the source has the last word: when the reply said the target switched and the
+// source takes the switch, it closes the connection; when it gave up on the switch first (its
+// deadline passed, or it was aborted) and serves the sequences itself again, it sends ABORT. A
+// target that imported drops the sequences on that ABORT only: a closed connection, a reset or
+// silence keeps them (a source that died after the reply left them nowhere else).
+//
 // The target acknowledges every ack_every_bytes / ack_every_chunks valid chunks, at End, and
 // whenever it is about to wait for more bytes, so a sender blocked on a full window always gets
 // an ACK. A message that breaks these rules is a protocol error that fails the transfer.
@@ -130,6 +136,10 @@ class ChunkSender {
   // locally: ..."). The receiver gets an ABORT with reason's code and message when the stream is
   // at a chunk boundary; otherwise the connection closes and it reads a truncated stream.
   virtual void abort(const Status& reason) = 0;
+  // Takes the switch the target's reply reported: closes the connection, which the target reads
+  // as the source's consent; abort() from then on sends nothing. Fails with the abort's reason
+  // when abort() came first: the target was told, so the source must roll back.
+  virtual Status commit() = 0;
   virtual SenderStats stats() const = 0;
 };
 
@@ -139,6 +149,12 @@ inline SnapshotWriter::ChunkSink snapshot_sink(ChunkSender& sender, std::chrono:
     return sender.write_chunk(header, pieces, timeout_per_write);
   };
 }
+
+// What the source did with the target's reply (ChunkReceiver::await_verdict).
+struct SourceVerdict {
+  bool gave_up = false;  // its ABORT came after the reply: it serves the sequences itself again
+  std::string detail;    // the ABORT's reason, or how the wait ended (closed, timed out, a reset)
+};
 
 // The target's end. Threads: next() and reply() from one thread at a time (the owner); abort()
 // and stats() from any thread. After an error every later call returns it, except a timeout in
@@ -156,6 +172,11 @@ class ChunkReceiver {
   virtual StatusOr<DecodedChunk> next(std::chrono::milliseconds timeout) = 0;
   // Sends the final message (at most kMaxReplyBytes), once, after End came.
   virtual Status reply(std::string_view message, std::chrono::milliseconds timeout) = 0;
+  // After reply() (that went out or not): waits at most `timeout` for the source's last word
+  // (see the wire format). gave_up only for the source's ABORT; anything else (its close, a
+  // reset, stray bytes, the timeout, a call before End) leaves the switch standing, and detail
+  // says which.
+  virtual SourceVerdict await_verdict(std::chrono::milliseconds timeout) = 0;
   // Ends the transfer: the source gets an ABORT with reason's code and message; every call, now
   // blocked or later, returns "transfer aborted locally: ...".
   virtual void abort(const Status& reason) = 0;

@@ -224,6 +224,11 @@ void MigrationController::run_target(Migration* m, std::unique_ptr<migration::Tc
                                                std::chrono::steady_clock::now(), sse);
     host_.service->adopt_sink(snap.request.id, sink);
   };
+  hooks.on_dropped = [this, id = m->id](const std::vector<std::string>& ids) {
+    for (auto& [rid, sink] : host_.service->take_sinks(ids))
+      sink->on_failure(unavailable("migration " + id + " rolled back after this agent imported request '" + rid +
+                                   "': its source gave up on the switch and serves it"));
+  };
   auto report = migration::run_target(plan, *m->receiver, engine_call(), hooks);
   std::lock_guard<std::mutex> lk(mu_);
   if (!report.ok()) {
@@ -233,7 +238,7 @@ void MigrationController::run_target(Migration* m, std::unique_ptr<migration::Tc
     return;
   }
   m->report = report->to_json();
-  m->phase = report->result == "switched" ? "Completed" : "Failed";
+  m->phase = report->result == "switched" ? "Completed" : report->result == "rolled_back" ? "RolledBack" : "Failed";
   m->error = report->error;
   observe_locked(*m, report->result, 0, -1);
   log_info("migration " + m->id + " (target, over " + m->transport + "): " + m->report.dump());

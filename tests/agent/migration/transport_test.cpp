@@ -356,6 +356,73 @@ TEST_P(TransportTest, SourceAbortReachesTheTargetAfterTheChunksBeforeIt) {
   EXPECT_TRUE(contains(later.message(), "transfer aborted locally")) << later.message();
 }
 
+// The source's last word after the reply: commit() closes the connection, which the target
+// reads as consent (and an abort() after it sends nothing); an abort() before it reaches the
+// target as "gave up" with its reason, and commit() then refuses, naming the abort.
+TEST_P(TransportTest, AfterTheReplyTheTargetReadsTheSourcesVerdict) {
+  const std::string bytes = testing::sample_stream().bytes;
+  for (const bool gives_up : {false, true}) {
+    SCOPED_TRACE(gives_up ? "the source gives up" : "the source takes the switch");
+    Connected c = connect();
+    ASSERT_TRUE(c.sender && c.receiver);
+    EXPECT_EQ(c.receiver->await_verdict(100ms).gave_up, false) << "no verdict before End";
+    std::promise<void> replied;
+    SourceVerdict verdict;
+    std::jthread target([&] {
+      const Received got = receive_all(*c.receiver, 5s);
+      EXPECT_TRUE(got.status.ok()) << got.status.to_string();
+      EXPECT_TRUE(c.receiver->reply(R"({"switched":true})", 5s).ok());
+      replied.set_value();
+      verdict = c.receiver->await_verdict(5s);
+    });
+    ASSERT_TRUE(c.sender->write(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 5s).ok());
+    ASSERT_TRUE(c.sender->flush(5s).ok());
+    replied.get_future().wait();
+    ASSERT_TRUE(c.sender->await_reply(5s).ok());
+    if (gives_up) {
+      c.sender->abort(unavailable("the switch's deadline of 300 ms passed"));
+      const Status taken = c.sender->commit();
+      EXPECT_FALSE(taken.ok());
+      EXPECT_TRUE(contains(taken.message(), "the switch's deadline of 300 ms passed")) << taken.message();
+    } else {
+      EXPECT_TRUE(c.sender->commit().ok());
+      EXPECT_TRUE(c.sender->commit().ok()) << "a second commit() changes nothing";
+      c.sender->abort(unavailable("the agent is shutting down"));  // after the switch: nothing sent
+    }
+    target.join();
+    EXPECT_EQ(verdict.gave_up, gives_up) << verdict.detail;
+    if (gives_up) {
+      EXPECT_TRUE(contains(verdict.detail, "aborted the transfer: the switch's deadline of 300 ms passed"))
+          << verdict.detail;
+    } else {
+      EXPECT_TRUE(contains(verdict.detail, "closed the connection after the reply")) << verdict.detail;
+    }
+  }
+}
+
+TEST_P(TransportTest, CommitBeforeTheReplyIsRefused) {
+  Connected c = connect();
+  ASSERT_TRUE(c.sender && c.receiver);
+  const Status taken = c.sender->commit();
+  EXPECT_EQ(taken.code(), StatusCode::kFailedPrecondition) << taken.to_string();
+  EXPECT_TRUE(contains(taken.message(), "commit() before the reply")) << taken.message();
+}
+
+// A target that waits for the verdict of a source that says nothing keeps the switch after
+// its timeout, and says so.
+TEST_P(TransportTest, AVerdictThatDoesNotComeLeavesTheSwitchStanding) {
+  const std::string bytes = testing::sample_stream().bytes;
+  Connected c = connect();
+  ASSERT_TRUE(c.sender && c.receiver);
+  ASSERT_TRUE(c.sender->write(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), 5s).ok());
+  const Received got = receive_all(*c.receiver, 5s);
+  ASSERT_TRUE(got.status.ok()) << got.status.to_string();
+  ASSERT_TRUE(c.receiver->reply(R"({"switched":true})", 5s).ok());
+  const SourceVerdict v = c.receiver->await_verdict(200ms);
+  EXPECT_FALSE(v.gave_up);
+  EXPECT_TRUE(contains(v.detail, "no word from the migration source")) << v.detail;
+}
+
 TEST_P(TransportTest, AbortFromAnotherThreadWakesABlockedWrite) {
   const BigStream stream = make_big_stream();
   SenderOptions options;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <map>
 #include <thread>
 
 #include "agent/engine/synthetic_checkpoint.h"
@@ -44,6 +45,25 @@ class RecordingSink : public RequestSink {
   bool finished = false;
 };
 
+// What a target that does not adopt the clients' sinks gives its imports instead: counts what
+// reaches it, as nothing of it reaches a client.
+class OrphanSink : public RequestSink {
+ public:
+  void on_event(const engine::TokenEvent& ev) override {
+    std::lock_guard<std::mutex> lk(mu);
+    if (ev.token >= 0) ++tokens;
+    if (ev.finish != engine::FinishReason::kNone) finished = true;
+  }
+  void on_failure(const Status& st) override {
+    std::lock_guard<std::mutex> lk(mu);
+    failure = st.to_string();
+  }
+  std::mutex mu;
+  int64_t tokens = 0;
+  std::string failure;
+  bool finished = false;
+};
+
 struct Cluster {
   std::shared_ptr<const engine::Model> model;
   std::unique_ptr<EngineService> a, b;
@@ -51,9 +71,12 @@ struct Cluster {
   std::vector<engine::GenerationRequest> requests;
   std::mutex handoff_mu;
   std::map<std::string, std::shared_ptr<RequestSink>> handoff;
-  // A slow target: each import waits this long, and (when not adopting) keeps no client sink.
+  // A slow target: each import waits this long, and (when not adopting) gives each import an
+  // orphan sink of its own instead of the client's.
   std::chrono::milliseconds target_import_delay{0};
   bool target_adopts = true;
+  std::map<std::string, std::shared_ptr<OrphanSink>> orphans;
+  std::vector<std::string> dropped;  // what the target dropped when the source gave up
   std::chrono::milliseconds switch_timeout{0};
 
   Cluster(int n, int max_tokens, int max_num_seqs = 64, kernels::DType target_kv_dtype = kernels::DType::kF32,
@@ -110,7 +133,18 @@ struct Cluster {
     th.on_imported = [&](const engine::SequenceSnapshot& snap, const nlohmann::json&) {
       std::this_thread::sleep_for(target_import_delay);
       std::lock_guard<std::mutex> lk(handoff_mu);
-      if (target_adopts) b->adopt_sink(snap.request.id, handoff.at(snap.request.id));
+      if (target_adopts) {
+        b->adopt_sink(snap.request.id, handoff.at(snap.request.id));
+      } else {
+        auto orphan = std::make_shared<OrphanSink>();
+        orphans[snap.request.id] = orphan;
+        b->adopt_sink(snap.request.id, orphan);
+      }
+    };
+    th.on_dropped = [&](const std::vector<std::string>& ids) {
+      std::lock_guard<std::mutex> lk(handoff_mu);
+      dropped = ids;
+      for (auto& [id, sink] : b->take_sinks(ids)) sink->on_failure(unavailable("dropped: the source gave up"));
     };
     auto target = std::async(std::launch::async,
                              [&] { return migration::run_target(tp, *t.receiver, call(b.get()), th).value(); });
@@ -340,16 +374,36 @@ TEST(MigrationSession, ASourceWithAnotherKvLayoutIsRefusedAtTheManifest) {
 }
 
 // A target too slow to answer the switch: past the switch's deadline the source rolls back and
-// its clients' streams go on there, paused no longer than the deadline, and exact.
+// its clients' streams go on there, paused no longer than the deadline, and exact. The target
+// imports after the source gave up; the source's ABORT after the reply makes it drop those
+// copies, which would reach no client (before, they ran to their last token).
 TEST(MigrationSession, ATargetTooSlowForTheSwitchDeadlineIsGivenUpOnAndTheSourceServesOnExactly) {
   Cluster c(2, 300);
   c.target_import_delay = std::chrono::milliseconds(1500);
-  c.target_adopts = false;  // what it imports after the source gave up reaches no client
+  c.target_adopts = false;
   c.switch_timeout = std::chrono::milliseconds(300);
   ASSERT_TRUE(c.wait_tokens(10));
   auto [src, tgt] = c.migrate(MigrationMode::kKv);  // without the deadline: switched, 3 s later
   EXPECT_EQ(src.result, "rolled_back") << src.error;
   EXPECT_NE(src.error.find("the switch's deadline of 300 ms passed"), std::string::npos) << src.error;
+  EXPECT_EQ(tgt.result, "rolled_back") << tgt.error;
+  EXPECT_NE(tgt.error.find("the source gave up on the switch after this target imported; its 2 sequences"),
+            std::string::npos)
+      << tgt.error;
+  EXPECT_NE(tgt.error.find("the switch's deadline of 300 ms passed"), std::string::npos) << tgt.error;
+  {
+    std::lock_guard<std::mutex> lk(c.handoff_mu);
+    EXPECT_EQ(c.dropped.size(), 2u);
+    ASSERT_EQ(c.orphans.size(), 2u);
+    for (auto& [id, orphan] : c.orphans) {
+      std::lock_guard<std::mutex> olk(orphan->mu);
+      EXPECT_FALSE(orphan->finished) << id;
+      EXPECT_NE(orphan->failure.find("dropped"), std::string::npos) << id << ": " << orphan->failure;
+    }
+  }
+  auto st = c.b->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->engine.running + st->engine.waiting, 0) << "the target still runs the dropped copies";
   c.wait_done();
   c.expect_exact();
 }
