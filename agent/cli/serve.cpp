@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <tuple>
+#include <utility>
 
 #include "agent/cli/commands.h"
 #include "agent/cli/engine_flags.h"
@@ -118,6 +120,25 @@ StatusOr<http::ConnectionLimits> connection_limits_from_flags(const FlagSet& fla
   return l;
 }
 
+// --migration-ports FIRST-LAST (or one port): where a migration target's data listener binds.
+StatusOr<std::pair<uint16_t, uint16_t>> migration_ports_from_flags(const FlagSet& flags) {
+  if (!flags.has("migration-ports")) return std::pair<uint16_t, uint16_t>{0, 0};
+  const std::string text = flags.get("migration-ports");
+  const auto bad = [&](const std::string& why) {
+    return invalid_argument("--migration-ports '" + text + "': " + why + " (FIRST-LAST, ports in 1..65535)");
+  };
+  const size_t dash = text.find('-');
+  const std::string a = text.substr(0, dash), b = dash == std::string::npos ? a : text.substr(dash + 1);
+  auto port = [](const std::string& s) -> int64_t {
+    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) return -1;
+    return std::stoll(s);
+  };
+  const int64_t first = port(a), last = port(b);
+  if (first < 1 || first > 65535 || last < 1 || last > 65535) return bad("not a port or a range of ports");
+  if (last < first) return bad("the range is empty");
+  return std::pair<uint16_t, uint16_t>{static_cast<uint16_t>(first), static_cast<uint16_t>(last)};
+}
+
 }  // namespace
 
 int run_serve(int argc, char** argv) {
@@ -125,7 +146,7 @@ int run_serve(int argc, char** argv) {
       "usage: hotswap-agent serve --model DIR [--host 127.0.0.1] [--port P] [--device cpu|cuda]\n"
       "                           [--control-token-file F] [--max-batch-tokens N] [--kv-blocks N] [--max-queue N]\n"
       "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]\n"
-      "                           [--migration-tls-dir DIR | --allow-plaintext-migration]\n"
+      "                           [--migration-tls-dir DIR | --allow-plaintext-migration] [--migration-ports FIRST-LAST]\n"
       "                           [--max-connections N] [--max-header-bytes N] [--header-timeout-s S]\n"
       "                           [--body-timeout-s S] [--send-timeout-s S] [--idle-timeout-s S]");
   flags.add("model", "DIR", "Hugging Face model directory");
@@ -146,6 +167,9 @@ int run_serve(int argc, char** argv) {
             "default: the PEM text in $HOTSWAP_MIGRATION_TLS_CA, _CERT, _KEY");
   flags.add("allow-plaintext-migration", "",
             "without TLS material, take and send migrations over plain tcp (prompts and KV cache in the clear)");
+  flags.add("migration-ports", "FIRST-LAST",
+            "the ports a migration target's data listener binds, one per migration in flight (default: any free "
+            "port); what a NetworkPolicy lets the deployment's replicas reach");
   add_connection_flags(&flags);
   add_engine_flags(&flags);
   flags.add("help", "", "show this help");
@@ -194,6 +218,9 @@ int run_serve(int argc, char** argv) {
   if (!tls.ok()) return fail(tls.status(), 2);
   so.migration_tls = *tls;
   so.allow_plaintext_migration = flags.has("allow-plaintext-migration");
+  auto migration_ports = migration_ports_from_flags(flags);
+  if (!migration_ports.ok()) return fail(migration_ports.status(), 2);
+  std::tie(so.migration_port_first, so.migration_port_last) = *migration_ports;
   if (!so.migration_tls && !so.allow_plaintext_migration)
     log_warn("no migration TLS material and plaintext not allowed: this agent will refuse migrations over tcp "
              "(--migration-tls-dir, or --allow-plaintext-migration)");

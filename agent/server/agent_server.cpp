@@ -599,6 +599,8 @@ StatusOr<std::unique_ptr<AgentServer>> AgentServer::start(std::shared_ptr<const 
   mh.metrics = &impl->metrics;
   mh.sink_host = std::weak_ptr<SinkHost>(impl);
   mh.listen_host = options.host;
+  mh.data_port_first = options.migration_port_first;
+  mh.data_port_last = options.migration_port_last;
   mh.tls = options.migration_tls;
   mh.allow_plaintext = options.allow_plaintext_migration;
   mh.self_name = "agent@" + options.host + ":" + std::to_string(options.port);

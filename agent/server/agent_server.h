@@ -40,6 +40,8 @@ struct AgentServerOptions {
   // allowed; without either the agent takes and sends no migration over the network.
   std::shared_ptr<const migration::TlsContext> migration_tls;
   bool allow_plaintext_migration = false;
+  // The ports a migration target's data listener binds, first..last; 0, 0: any free port.
+  uint16_t migration_port_first = 0, migration_port_last = 0;
   // Connections, head sizes and slow clients (common/connection_guard.h).
   http::ConnectionLimits connection_limits;
 };

@@ -67,6 +67,20 @@ Status listen_shm(std::unique_ptr<migration::ShmSocketDir>* dir, std::unique_ptr
   return Status::ok_status();
 }
 
+// The target's tcp listener: on any free port, or on the first free one of first..last.
+StatusOr<migration::TcpListener> listen_tcp(const std::string& host, uint16_t first, uint16_t last) {
+  if (first == 0) return migration::TcpListener::listen(host, 0);
+  Status last_error;
+  for (uint32_t p = first; p <= last; ++p) {
+    auto l = migration::TcpListener::listen(host, static_cast<uint16_t>(p));
+    if (l.ok()) return l;
+    last_error = l.status();
+  }
+  return resource_exhausted("no free migration data port in " + std::to_string(first) + ".." + std::to_string(last) +
+                            " on " + host + " (--migration-ports; one per migration in flight to this agent): " +
+                            last_error.message());
+}
+
 }  // namespace
 
 MigrationController::MigrationController(MigrationHost host) : host_(std::move(host)) {}
@@ -106,7 +120,7 @@ StatusOr<json> MigrationController::prepare(const json& body) {
   if (!host_.tls && !host_.allow_plaintext)
     return failed_precondition(kNoTlsMaterial + std::string(" and plaintext migration is not allowed (") +
                                kAllowPlaintextFlag + "): this agent takes no migration over the network");
-  HOTSWAP_ASSIGN_OR_RETURN(auto listener, migration::TcpListener::listen(host_.listen_host, 0));
+  HOTSWAP_ASSIGN_OR_RETURN(auto listener, listen_tcp(host_.listen_host, host_.data_port_first, host_.data_port_last));
   auto tcp = std::make_unique<migration::TcpListener>(std::move(listener));
   const std::string tcp_endpoint =
       (host_.tls ? "tls://" : "tcp://") + host_.listen_host + ":" + std::to_string(tcp->port());

@@ -49,6 +49,8 @@ struct MigrationHost {
   std::function<void(const std::string& target_url)> on_switched;
   std::weak_ptr<SinkHost> sink_host;
   std::string listen_host = "127.0.0.1";  // where target data listeners bind
+  // The ports they bind, first..last (a NetworkPolicy names them); 0, 0: any free port.
+  uint16_t data_port_first = 0, data_port_last = 0;
   // The data channel's TLS (tls_link.h): with it, a target listens on tls:// only and a source
   // connects to tls:// endpoints. A tcp:// endpoint (plaintext) is refused on both sides unless
   // allow_plaintext; shm (same node, a private Unix socket) needs neither.

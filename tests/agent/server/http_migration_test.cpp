@@ -268,6 +268,23 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
   EXPECT_EQ(http_call(a.port, "POST", "/control/v1/migrations", "{}").status, 401);
 }
 
+// --migration-ports: a target's data listener binds within the range, one port per migration in
+// flight; with the range taken, prepare is refused naming the flag.
+TEST(HttpMigrationErrors, ATargetsDataListenerBindsWithinItsPortRange) {
+  const uint16_t port = static_cast<uint16_t>(http::pick_free_port().value());
+  testing::TestServer b(engine::EngineOptions{}, 256, std::chrono::milliseconds(100), 1024, nullptr, true, port);
+  HttpResponse first = http_call(b.port, "POST", "/control/v1/migrations", json{{"id", "m1"}}.dump(), kAuth);
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(json::parse(first.body)["data_endpoint"], "tcp://127.0.0.1:" + std::to_string(port)) << first.body;
+  HttpResponse second = http_call(b.port, "POST", "/control/v1/migrations", json{{"id", "m2"}}.dump(), kAuth);
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_NE(second.body.find("no free migration data port in " + std::to_string(port) + ".." + std::to_string(port)),
+            std::string::npos)
+      << second.body;
+  EXPECT_NE(second.body.find("--migration-ports"), std::string::npos) << second.body;
+  EXPECT_EQ(http_call(b.port, "POST", "/control/v1/migrations/m1/abort", "", kAuth).status, 200);
+}
+
 TEST(HttpMigrationErrors, AbortBeforeTheSourceConnectsEndsTheTargetsWaitAndRemovesItsSocket) {
   testing::TestServer b;
   HttpResponse prep = http_call(b.port, "POST", "/control/v1/migrations", json{{"id", "m"}}.dump(), kAuth);

@@ -124,6 +124,9 @@ TEST(ServeProcess, BadConnectionLimitsAreNamedAndExitTwo) {
       {{"--max-header-bytes", "many"}, {}, "--max-header-bytes"},
       {{"--idle-timeout-s", "-5"}, {}, "--idle-timeout-s must be in 1..86400, got -5"},
       {{"--header-timeout-s", "100000"}, {}, "--header-timeout-s must be in 1..86400, got 100000"},
+      {{"--migration-ports", "9200-9100"}, {}, "--migration-ports '9200-9100': the range is empty"},
+      {{"--migration-ports", "9100-70000"}, {}, "--migration-ports '9100-70000': not a port or a range of ports"},
+      {{"--migration-ports", "many"}, {}, "--migration-ports 'many': not a port"},
   };
   expect_each_exits_two_naming_it(model, dir, cases);
 }

@@ -26,7 +26,7 @@ struct TestServer {
                       std::chrono::milliseconds heartbeat = std::chrono::milliseconds(100),
                       size_t resume_log_events = 1024,
                       std::shared_ptr<const migration::TlsContext> migration_tls = nullptr,
-                      bool allow_plaintext_migration = true) {
+                      bool allow_plaintext_migration = true, uint16_t migration_port = 0) {
     auto m = engine::Model::load(engine::testing::tiny_model());
     EXPECT_TRUE(m.ok()) << m.status().to_string();
     model = *m;
@@ -41,6 +41,7 @@ struct TestServer {
     so.resume_log_events = resume_log_events;
     so.migration_tls = std::move(migration_tls);
     so.allow_plaintext_migration = allow_plaintext_migration;
+    so.migration_port_first = so.migration_port_last = migration_port;
     // A port picked free may be taken by the time we bind: try a few.
     for (int attempt = 0; attempt < 5 && !server; ++attempt) {
       port = http::pick_free_port().value();
