@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-operator [--kubeconfig F] [--context NAME] [--namespace NS] [--leader-elect]\n"
       "                        [--metrics-port P] [--health-port P] [--workers N] [--agent-image IMAGE]\n"
-      "                        [--agent-command PATH] [--model-root DIR] [--migration-tls=false]");
+      "                        [--agent-command PATH] [--model-root DIR] [--migration-tls=false]\n"
+      "                        [--network-policy=false]");
   flags.add("kubeconfig", "F", "kubeconfig to use (default: $KUBECONFIG, in-cluster, then ~/.kube/config)");
   flags.add("context", "NAME", "the kubeconfig context (default: its current-context)");
   flags.add("namespace", "NS", "watch ModelDeployments and ModelMigrations in NS only (default: all namespaces)");
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
   flags.add("migration-tls", "BOOL",
             "true (default): each deployment's agents migrate over mutual TLS with material the operator makes "
             "(Secret <name>-migration-tls); false: over plain tcp");
+  flags.add("network-policy", "BOOL",
+            "true (default): a NetworkPolicy <name>-agents per deployment lets only its own agents reach their "
+            "migration data ports; false: none (and the ones made before are deleted)");
   flags.add("help", "", "show this help");
   if (Status st = flags.parse(argc, argv, 1); !st.ok()) return fail(st, 2);
   if (flags.has("help")) {
@@ -84,6 +88,11 @@ int main(int argc, char** argv) {
     o.runtime.migration_tls = false;
   } else if (tls != "true") {
     return fail(invalid_argument("--migration-tls must be true or false, got '" + tls + "'"), 2);
+  }
+  if (const std::string np = flags.get("network-policy", "true"); np == "false") {
+    o.runtime.network_policy = false;
+  } else if (np != "true") {
+    return fail(invalid_argument("--network-policy must be true or false, got '" + np + "'"), 2);
   }
   o.on_lost_leadership = [] {
     log_error("hotswap-operator: leadership lost; exiting so that this replica restarts as a follower");

@@ -113,8 +113,47 @@ Status DeploymentReconciler::ensure_owned_objects(const DeploymentSpec& spec, co
     auto r = c.create(pdbs_ref().in(spec.ns), replica_pdb(spec));
     if (!r.ok() && !r.error().is_already_exists()) return r.status();
   }
+  HOTSWAP_RETURN_IF_ERROR(ensure_network_policy(spec, md));
   std::lock_guard<std::mutex> lk(mu_);
   ensured_[key] = version;
+  return Status();
+}
+
+Status DeploymentReconciler::ensure_network_policy(const DeploymentSpec& spec, const json& md) {
+  const auto& c = *view_.client;
+  const kube::ResourceRef ref = network_policies_ref().in(spec.ns).named(network_policy_name(spec));
+  auto have = c.get(ref);
+  if (!have.ok() && !have.error().is_not_found()) return have.status();
+  const bool ours = have.ok() && have->value("/metadata/labels"_json_pointer, json::object())
+                                         .value(kManagedByLabel, std::string()) == kManagedBy;
+  if (!view_.runtime.network_policy) {
+    // Off (--network-policy=false): the ones this operator made go; a policy of the same name
+    // that someone else made is theirs.
+    if (!ours) return Status();
+    auto r = c.remove(ref);
+    if (!r.ok() && !r.error().is_not_found()) return r.status();
+    if (r.ok()) view_.record_event(md, "Normal", "DeletedNetworkPolicy", "deleted NetworkPolicy " + ref.name);
+    return Status();
+  }
+  const json policy = replica_network_policy(spec);
+  if (!have.ok()) {
+    auto r = c.create(network_policies_ref().in(spec.ns), policy);
+    if (!r.ok() && !r.error().is_already_exists()) return r.status();
+    if (r.ok()) view_.record_event(md, "Normal", "CreatedNetworkPolicy", "created NetworkPolicy " + ref.name);
+    return Status();
+  }
+  if (!ours) {
+    view_.record_event(md, "Warning", "NetworkPolicyNotOurs",
+                       "NetworkPolicy " + ref.name + " exists and was not made by " + kManagedBy +
+                           "; leaving it as it is (the migration ports are fenced only by what it says)");
+    return Status();
+  }
+  if (have->value("spec", json::object()) == policy["spec"]) return Status();
+  // Edited by hand, or made by an older operator: the whole spec back as it should be.
+  auto r = c.patch(ref, kube::PatchType::kJson,
+                   json::array({{{"op", "replace"}, {"path", "/spec"}, {"value", policy["spec"]}}}));
+  if (!r.ok()) return r.status();
+  view_.record_event(md, "Normal", "UpdatedNetworkPolicy", "restored the spec of NetworkPolicy " + ref.name);
   return Status();
 }
 

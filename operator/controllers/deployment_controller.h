@@ -36,6 +36,8 @@ class DeploymentReconciler {
 
  private:
   Status ensure_owned_objects(const DeploymentSpec& spec, const nlohmann::json& md);
+  // The deployment's NetworkPolicy: made, kept as it should be, or removed when the runtime says none.
+  Status ensure_network_policy(const DeploymentSpec& spec, const nlohmann::json& md);
   // Annotates the Node (hotswap.io/gpu-fault) so that no replica is placed on it again.
   void mark_gpu_faulty(const std::string& node, const nlohmann::json& fault, const std::string& pod);
 

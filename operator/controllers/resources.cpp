@@ -25,6 +25,9 @@ kube::ResourceRef nodes_ref() { return kube::ResourceRef::core("nodes"); }
 kube::ResourceRef services_ref() { return kube::ResourceRef::core("services"); }
 kube::ResourceRef secrets_ref() { return kube::ResourceRef::core("secrets"); }
 kube::ResourceRef pdbs_ref() { return kube::ResourceRef::of("policy", "v1", "poddisruptionbudgets"); }
+kube::ResourceRef network_policies_ref() {
+  return kube::ResourceRef::of("networking.k8s.io", "v1", "networkpolicies");
+}
 kube::ResourceRef events_ref() { return kube::ResourceRef::core("events"); }
 
 namespace {
@@ -321,6 +324,7 @@ json owner_reference(const DeploymentSpec& spec) {
 
 std::string control_secret_name(const DeploymentSpec& spec) { return spec.name + "-control-token"; }
 std::string migration_tls_secret_name(const DeploymentSpec& spec) { return spec.name + "-migration-tls"; }
+std::string network_policy_name(const DeploymentSpec& spec) { return spec.name + "-agents"; }
 
 namespace {
 
@@ -345,7 +349,8 @@ json replica_pod(const DeploymentSpec& spec, const AgentRuntime& runtime, const 
                  const std::string& target_node, const std::string& migration) {
   json command = json::array({runtime.command, "serve", "--model", model_dir(spec, runtime), "--model-name",
                               spec.model.value("name", std::string()), "--host", "$(POD_IP)", "--port",
-                              std::to_string(kAgentPort)});
+                              std::to_string(kAgentPort), "--migration-ports",
+                              std::to_string(kMigrationPortFirst) + "-" + std::to_string(kMigrationPortLast)});
   static const std::vector<std::pair<const char*, const char*>> engine_flags = {
       {"maxBatchTokens", "--max-batch-tokens"}, {"maxNumSeqs", "--max-num-seqs"}, {"kvCacheMB", "--kv-cache-mb"},
       {"blockSize", "--block-size"},            {"kvDtype", "--kv-dtype"},        {"maxQueue", "--max-queue"},
@@ -424,6 +429,22 @@ json replica_pdb(const DeploymentSpec& spec) {
               {"kind", "PodDisruptionBudget"},
               {"metadata", object_meta(spec, spec.name)},
               {"spec", {{"maxUnavailable", 0}, {"selector", {{"matchLabels", {{kDeploymentLabel, spec.name}}}}}}}};
+}
+
+json replica_network_policy(const DeploymentSpec& spec) {
+  const json same_deployment = {{"matchLabels", {{kDeploymentLabel, spec.name}}}};
+  // A rule without "from" admits every source; a podSelector alone, the namespace's Pods.
+  const json api = {{"ports", json::array({{{"protocol", "TCP"}, {"port", kAgentPort}}})}};
+  const json migration = {
+      {"from", json::array({{{"podSelector", same_deployment}}})},
+      {"ports", json::array({{{"protocol", "TCP"}, {"port", kMigrationPortFirst}, {"endPort", kMigrationPortLast}}})}};
+  return json{{"apiVersion", "networking.k8s.io/v1"},
+              {"kind", "NetworkPolicy"},
+              {"metadata", object_meta(spec, network_policy_name(spec))},
+              {"spec",
+               {{"podSelector", same_deployment},
+                {"policyTypes", json::array({"Ingress"})},
+                {"ingress", json::array({api, migration})}}}};
 }
 
 json control_secret(const DeploymentSpec& spec, const std::string& token) {

@@ -1,6 +1,7 @@
 // What a ModelDeployment asks for, read from its JSON with the CRD's defaults, and the objects
-// the operator makes for it: replica Pods, the Service, the PodDisruptionBudget and the Secret
-// holding the agents' control token (DESIGN.md, "The replica and its traffic").
+// the operator makes for it: replica Pods, the Service, the PodDisruptionBudget, the Secret
+// holding the agents' control token and the NetworkPolicy fencing their migration data ports
+// (DESIGN.md, "The replica and its traffic").
 //
 // Every object carries the label hotswap.io/deployment=<name> and an owner reference to the
 // ModelDeployment (controller: true), so deleting the deployment deletes them (garbage
@@ -40,7 +41,10 @@ inline constexpr const char* kGpuFaultAnnotation = "hotswap.io/gpu-fault";
 inline constexpr const char* kGpuResource = "nvidia.com/gpu";
 inline constexpr const char* kHostnameLabel = "kubernetes.io/hostname";
 inline constexpr const char* kControlTokenKey = "token";
-inline constexpr int kAgentPort = 8000;
+inline constexpr int kAgentPort = 8000;  // the OpenAI API, /metrics and the control API
+// A replica's migration data listeners, one port per migration in flight to it (--migration-ports).
+inline constexpr int kMigrationPortFirst = 9100;
+inline constexpr int kMigrationPortLast = 9131;
 
 // The API resources the operator reads and writes.
 kube::ResourceRef deployments_ref();  // hotswap.io/v1alpha1 modeldeployments
@@ -51,6 +55,7 @@ kube::ResourceRef services_ref();
 kube::ResourceRef secrets_ref();
 kube::ResourceRef pdbs_ref();    // policy/v1 poddisruptionbudgets
 kube::ResourceRef events_ref();  // core/v1 events
+kube::ResourceRef network_policies_ref();  // networking.k8s.io/v1 networkpolicies
 
 // How the operator runs agents; from hotswap-operator's flags.
 struct AgentRuntime {
@@ -63,6 +68,10 @@ struct AgentRuntime {
   // operator makes per deployment (migration_tls_secret), or, when false, plain tcp
   // (--allow-plaintext-migration on every agent).
   bool migration_tls = true;
+  // A NetworkPolicy per deployment (replica_network_policy) that lets only the deployment's own
+  // agents reach its migration data ports; when false the operator makes none and deletes the
+  // ones it made.
+  bool network_policy = true;
 };
 
 // spec of a ModelDeployment, with the CRD's defaults for what is missing.
@@ -108,6 +117,7 @@ nlohmann::json owner_reference(const DeploymentSpec& spec);
 
 std::string control_secret_name(const DeploymentSpec& spec);  // <name>-control-token
 std::string migration_tls_secret_name(const DeploymentSpec& spec);  // <name>-migration-tls
+std::string network_policy_name(const DeploymentSpec& spec);        // <name>-agents
 
 // A replica Pod. target_node: pin it there (a migration's target). migration: the
 // ModelMigration it is the target of ("" for a plain replica).
@@ -115,6 +125,11 @@ nlohmann::json replica_pod(const DeploymentSpec& spec, const AgentRuntime& runti
                            const std::string& target_node = "", const std::string& migration = "");
 nlohmann::json replica_service(const DeploymentSpec& spec);
 nlohmann::json replica_pdb(const DeploymentSpec& spec);
+// Ingress to the deployment's replicas: kAgentPort from anywhere (clients, the operator,
+// Prometheus; the control API under it takes only the bearer token), the migration data ports
+// kMigrationPortFirst..kMigrationPortLast only from Pods of the same deployment in its namespace.
+// Everything else is denied where the cluster's network plugin enforces NetworkPolicy.
+nlohmann::json replica_network_policy(const DeploymentSpec& spec);
 nlohmann::json control_secret(const DeploymentSpec& spec, const std::string& token);
 // The deployment's migration TLS material, a kubernetes.io/tls Secret: ca.crt (a CA of the
 // deployment's own, made now, valid ten years), tls.crt and tls.key (one certificate it signed,

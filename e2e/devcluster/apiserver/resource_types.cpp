@@ -60,6 +60,8 @@ ResourceRegistry::ResourceRegistry() {
       builtin("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", true, {}, {}, false),
       builtin("coordination.k8s.io", "v1", "leases", "Lease", true, {}, {}, true),
       builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, {"pdb"}, {"status"}, true),
+      // Stored, not enforced: every Pod here is a process on loopback.
+      builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, {"netpol"}, {}, true),
       // Deployments (a replica controller of their own below: Pods straight from the template,
       // without ReplicaSets) and RBAC (stored, not enforced): what a Helm chart installs.
       builtin("apps", "v1", "deployments", "Deployment", true, {"deploy"}, {"status"}, true, {"all"}),

@@ -601,6 +601,9 @@ TEST_F(KubectlTest, GetAndApiResourcesPrintTables) {
   EXPECT_EQ(row_named(t, "poddisruptionbudgets"),
             (Words{"poddisruptionbudgets", "pdb", "policy/v1", "true", "PodDisruptionBudget"}))
       << t;
+  EXPECT_EQ(row_named(t, "networkpolicies"),
+            (Words{"networkpolicies", "netpol", "networking.k8s.io/v1", "true", "NetworkPolicy"}))
+      << t;
   EXPECT_EQ(
       row_named(t, "customresourcedefinitions"),
       (Words{"customresourcedefinitions", "crd,crds", "apiextensions.k8s.io/v1", "false", "CustomResourceDefinition"}))

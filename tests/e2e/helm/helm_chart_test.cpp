@@ -137,6 +137,7 @@ TEST(HelmChart, DefaultsRenderTheOperatorItsRbacCrdsAndDashboard) {
     EXPECT_TRUE(has(args, a)) << a;
   for (const auto& a : args) EXPECT_NE(a.rfind("--namespace=", 0), 0u) << "watches every namespace by default";
   EXPECT_FALSE(has(args, "--migration-tls=false")) << "migrations run TLS by default";
+  EXPECT_FALSE(has(args, "--network-policy=false")) << "each deployment gets its NetworkPolicy by default";
 
   const YAML::Node svc = one(r, "Service");
   EXPECT_EQ(svc["spec"]["ports"][0]["targetPort"].as<std::string>(), "metrics");
@@ -210,6 +211,8 @@ TEST(HelmChart, RbacGrantsExactlyTheOperatorsCalls) {
       {"", "services", "create"},                         {"", "services", "patch"},
       {"", "secrets", "get"},                             {"", "secrets", "create"},
       {"policy", "poddisruptionbudgets", "get"},          {"policy", "poddisruptionbudgets", "create"},
+      {"networking.k8s.io", "networkpolicies", "get"},    {"networking.k8s.io", "networkpolicies", "create"},
+      {"networking.k8s.io", "networkpolicies", "patch"},  {"networking.k8s.io", "networkpolicies", "delete"},
       {"", "events", "create"}};
   EXPECT_EQ(grants(one(r, "ClusterRole")), cluster);
   const YAML::Node role = one(r, "Role");
@@ -239,6 +242,7 @@ agent:
   image: registry.example/agent:2.0-cuda
   modelRoot: /mnt/models
   migrationTLS: {enabled: false}
+  networkPolicy: {enabled: false}
 serviceAccount:
   name: mover
   annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::1:role/mover"}
@@ -264,7 +268,7 @@ dashboards:
   const auto args = strings(c["args"]);
   for (const char* a : {"--namespace=team-a", "--workers=8", "--agent-image=registry.example/agent:2.0-cuda",
                         "--model-root=/mnt/models", "--bind-address=0.0.0.0", "--leader-election-id=gpu-mover",
-                        "--migration-tls=false"})
+                        "--migration-tls=false", "--network-policy=false"})
     EXPECT_TRUE(has(args, a)) << a;
   EXPECT_EQ(one(r, "ServiceAccount")["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as<std::string>(),
             "arn:aws:iam::1:role/mover");

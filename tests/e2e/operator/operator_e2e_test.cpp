@@ -125,8 +125,9 @@ class OperatorE2e : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void start_operator() {
+  void start_operator(bool network_policy = true) {
     OperatorOptions o;
+    o.runtime.network_policy = network_policy;
     o.runtime.command = HOTSWAP_AGENT_BIN;
     o.runtime.model_root = model_root().string();
     o.runtime.termination_grace_seconds = 10;
@@ -327,6 +328,59 @@ TEST_F(OperatorE2e, ADeploymentGetsItsReplicasServiceBudgetTokenAndMigrationTls)
   for (const char* key : {"ca.crt", "tls.crt", "tls.key"}) EXPECT_TRUE((*tls)["data"].contains(key)) << key;
   Shell table = kubectl("get md tiny");
   EXPECT_NE(table.output.find("tiny"), std::string::npos) << table.output;
+}
+
+// The migration data ports are fenced per deployment. The dev cluster stores NetworkPolicies
+// without enforcing them (its Pods are processes on loopback); what is checked here is that the
+// operator makes the policy, puts it back when edited, and removes it when told to make none.
+TEST_F(OperatorE2e, TheNetworkPolicyIsMadeRestoredWhenEditedAndRemovedWhenTurnedOff) {
+  deploy(1);
+  const auto ref = controllers::network_policies_ref().in("default").named("tiny-agents");
+  auto spec = controllers::parse_deployment(md());
+  ASSERT_TRUE(spec.ok()) << spec.status().to_string();
+  const json want = controllers::replica_network_policy(*spec)["spec"];
+  auto policy = client().get(ref);
+  ASSERT_TRUE(policy.ok()) << policy.status().to_string();
+  EXPECT_EQ((*policy)["spec"], want);
+  Shell listed = kubectl("get netpol");
+  EXPECT_NE(listed.output.find("tiny-agents"), std::string::npos) << listed.output;
+  // Opened to every source by hand; a restarted operator fences it again.
+  Shell opened = kubectl(R"(patch netpol tiny-agents --type=json -p='[{"op":"replace","path":"/spec/ingress","value":[{}]}]')");
+  ASSERT_EQ(opened.code, 0) << opened.output;
+  ASSERT_NE(client().get(ref)->at("spec"), want);
+  operator_.reset();
+  start_operator();
+  EXPECT_TRUE(eventually([&] { auto p = client().get(ref); return p.ok() && (*p)["spec"] == want; }, 20s))
+      << client().get(ref)->dump(2);
+  // Turned off: the operator's policy goes, and one of the same name someone else made stays.
+  operator_.reset();
+  start_operator(/*network_policy=*/false);
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto p = client().get(ref);
+        return !p.ok() && p.error().is_not_found();
+      },
+      20s));
+  // One of the same name that someone else made is theirs: left as it is, with a Warning.
+  const std::string theirs_file = (dir_ / "theirs.json").string();
+  std::ofstream(theirs_file) << R"({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+    "metadata": {"name": "tiny-agents", "namespace": "default"},
+    "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}})";
+  Shell theirs = kubectl("apply -f " + theirs_file);
+  ASSERT_EQ(theirs.code, 0) << theirs.output;
+  operator_.reset();
+  start_operator();
+  auto warned = [&] {
+    auto events = client().list(controllers::events_ref().in("default"));
+    if (!events.ok()) return false;
+    for (const json& e : (*events)["items"])
+      if (e.value("reason", std::string()) == "NetworkPolicyNotOurs") return true;
+    return false;
+  };
+  EXPECT_TRUE(eventually(warned, 20s));
+  policy = client().get(ref);
+  ASSERT_TRUE(policy.ok()) << "a policy the operator did not make is left alone";
+  EXPECT_EQ((*policy)["spec"]["podSelector"], json::object());
 }
 
 TEST_F(OperatorE2e, AReplicaPodThatFailedIsReplaced) {
@@ -644,6 +698,23 @@ TEST_F(OperatorE2e, NewWeightsRollOverInRecomputeModeWithoutCuttingAStream) {
     const auto cmd = p["spec"]["containers"][0]["command"].dump();
     EXPECT_NE(cmd.find("tiny-v2"), std::string::npos) << cmd;
   }
+}
+
+// A flag the operator cannot read stops it before it touches the cluster, naming the flag.
+TEST(OperatorProcess, ABadFlagExitsTwoNamingIt) {
+  const std::string bin = HOTSWAP_OPERATOR_BIN;
+  for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"--network-policy=maybe", "--network-policy must be true or false, got 'maybe'"},
+           {"--migration-tls=off", "--migration-tls must be true or false, got 'off'"},
+           {"--workers 0", "--workers must be in 1..64"},
+           {"--metrics-port 70000", "--metrics-port must be in 0..65535"}}) {
+    Shell r = run(bin + " --kubeconfig /nonexistent " + args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << args << ": " << r.output;
+  }
+  Shell help = run(bin + " --help");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.output.find("--network-policy"), std::string::npos) << help.output;
 }
 
 // Two hotswap-operator processes with --leader-elect: one leads. It is killed with SIGKILL in the

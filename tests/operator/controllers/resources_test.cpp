@@ -1,12 +1,13 @@
 // The operator's reading of a ModelDeployment (defaults, errors naming the field) and the
 // objects it makes from one: the replica Pod (gate, GPU, classes, engine flags, token), the
-// Service, the PodDisruptionBudget, the Secrets (control token, migration TLS); and the hashes that tell a replica of an old
-// version from a current one.
+// Service, the PodDisruptionBudget, the Secrets (control token, migration TLS), the NetworkPolicy;
+// and the hashes that tell a replica of an old version from a current one.
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 
@@ -137,7 +138,8 @@ TEST(ReplicaPod, RunsTheAgentBehindTheServingGateOnAnAllowedGpu) {
   const std::vector<std::string> cmd = c["command"].get<std::vector<std::string>>();
   const std::vector<std::string> want = {"/opt/hotswap-agent", "serve", "--model", "/data/models/small",
                                          "--model-name", "small", "--host", "$(POD_IP)", "--port", "8000",
-                                         "--max-num-seqs", "32", "--kv-dtype", "f32"};
+                                         "--migration-ports", "9100-9131", "--max-num-seqs", "32",
+                                         "--kv-dtype", "f32"};
   EXPECT_EQ(cmd, want);
   EXPECT_EQ(c["env"][1]["valueFrom"]["secretKeyRef"]["name"], "small-control-token");
   // The migration TLS material, from the deployment's TLS Secret (migration TLS is the default).
@@ -270,6 +272,84 @@ TEST(OwnedObjects, ServicePdbAndSecretSelectTheReplicas) {
   json stored = {{"metadata", {{"name", "small-control-token"}}}, {"data", {{"token", "MDEyMzQ1Njc4OWFiY2RlZg=="}}}};
   EXPECT_EQ(*token_from_secret(stored), "0123456789abcdef");
   EXPECT_EQ(token_from_secret(json{{"data", json::object()}}).status().code(), StatusCode::kNotFound);
+}
+
+// NetworkPolicy semantics as the API documents them, naively, for one Ingress connection: a Pod
+// is isolated when a policy's podSelector matches it; then a connection is admitted when some
+// rule of some such policy admits it: its ports (none: all) hold the port, its "from" (none: all
+// sources) has a peer whose podSelector matches the source Pod in the policy's namespace.
+struct Peer {
+  std::string ns;
+  std::map<std::string, std::string> labels;
+};
+
+bool selects(const json& selector, const std::map<std::string, std::string>& labels) {
+  const json match = selector.value("matchLabels", json::object());
+  for (const auto& [k, v] : match.items()) {
+    auto it = labels.find(k);
+    if (it == labels.end() || it->second != v.get<std::string>()) return false;
+  }
+  return !selector.contains("matchExpressions");  // none used here; a test of them would fail
+}
+
+bool admits(const json& policy, const Peer& from, const Peer& to, int port) {
+  const std::string ns = policy["metadata"]["namespace"];
+  const json& spec = policy["spec"];
+  if (to.ns != ns || !selects(spec["podSelector"], to.labels)) return true;  // not isolated by it
+  for (const json& rule : spec.value("ingress", json::array())) {
+    bool port_ok = !rule.contains("ports");
+    for (const json& p : rule.value("ports", json::array())) {
+      if (p.value("protocol", std::string("TCP")) != "TCP") continue;
+      const int first = p["port"], last = p.value("endPort", first);
+      port_ok = port_ok || (port >= first && port <= last);
+    }
+    bool peer_ok = !rule.contains("from");
+    for (const json& peer : rule.value("from", json::array())) {
+      EXPECT_FALSE(peer.contains("namespaceSelector") || peer.contains("ipBlock")) << peer.dump();
+      peer_ok = peer_ok || (from.ns == ns && selects(peer["podSelector"], from.labels));
+    }
+    if (port_ok && peer_ok) return true;
+  }
+  return false;
+}
+
+TEST(NetworkPolicy, OnlyTheDeploymentsOwnAgentsReachItsMigrationPorts) {
+  auto s = *parse_deployment(example());
+  const json policy = replica_network_policy(s);
+  EXPECT_EQ(policy["apiVersion"], "networking.k8s.io/v1");
+  EXPECT_EQ(policy["kind"], "NetworkPolicy");
+  EXPECT_EQ(policy["metadata"]["name"], "small-agents");
+  EXPECT_EQ(policy["metadata"]["labels"][kManagedByLabel], kManagedBy);
+  EXPECT_EQ(policy["metadata"]["ownerReferences"][0]["uid"], "u-1");
+  EXPECT_EQ(policy["spec"]["policyTypes"], json::array({"Ingress"})) << "egress is left alone";
+
+  // A replica as the operator makes it, and the ports its agent listens on.
+  const json pod = replica_pod(s, AgentRuntime{}, "small-abcde");
+  std::map<std::string, std::string> labels = pod["metadata"]["labels"];
+  const Peer replica{"ml", labels};
+  const auto cmd = pod["spec"]["containers"][0]["command"].get<std::vector<std::string>>();
+  auto flag = std::find(cmd.begin(), cmd.end(), "--migration-ports");
+  ASSERT_NE(flag, cmd.end());
+  const std::string range = *(flag + 1);
+  const int first = std::stoi(range.substr(0, range.find('-'))), last = std::stoi(range.substr(range.find('-') + 1));
+  EXPECT_EQ(last - first + 1, 32);
+
+  const Peer client{"ml", {{"app", "chat-frontend"}}};
+  const Peer operator_pod{"hotswap-system", {{"app.kubernetes.io/name", "hotswap"}}};
+  auto other_labels = labels;
+  other_labels[kDeploymentLabel] = "other";
+  const Peer other_deployment{"ml", other_labels};
+  const Peer same_name_elsewhere{"team-b", labels};
+  for (const Peer* p : {&replica, &client, &operator_pod, &other_deployment, &same_name_elsewhere})
+    EXPECT_TRUE(admits(policy, *p, replica, kAgentPort)) << "the API, /metrics and the control API: from " << p->ns;
+  for (int port : {first, first + 1, last}) {
+    EXPECT_TRUE(admits(policy, replica, replica, port)) << port;
+    for (const Peer* p : {&client, &operator_pod, &other_deployment, &same_name_elsewhere})
+      EXPECT_FALSE(admits(policy, *p, replica, port)) << port << " from " << p->ns;
+  }
+  for (int port : {first - 1, last + 1, 22, 8080})
+    EXPECT_FALSE(admits(policy, replica, replica, port)) << port << ": nothing else is open";
+  EXPECT_TRUE(admits(policy, client, client, first)) << "Pods of other deployments are not fenced by it";
 }
 
 TEST(NodeState, ReadsCordonTaintsReadinessAndGpus) {
