@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "agent/server/migration_client.h"
+#include "common/failpoint.h"
 #include "common/log.h"
 #include "operator/kube/object.h"
 
@@ -111,9 +112,14 @@ StatusOr<ReconcileResult> MigrationReconciler::reconcile(const std::string& key)
   if (migration_terminal(s.mm)) return ReconcileResult{};
   const json before = s.status;
   ReconcileResult result;
+  std::string written_phase = s.phase();  // as the API server has it
 
+  // Fault tests stop the operator between a phase's actions and the status that records them
+  // ("migration/enter:P") and just after ("migration/entered:P"); common/failpoint.h.
   auto write = [&]() -> Status {
     if (s.status == before) return Status();
+    const std::string entering = s.phase() != written_phase ? s.phase() : "";
+    if (!entering.empty()) failpoint("migration/enter:" + entering);
     s.status["observedGeneration"] = s.mm.value("/metadata/generation"_json_pointer, int64_t{0});
     const std::string p = s.phase();
     s.status["conditions"] = json::array(
@@ -123,6 +129,10 @@ StatusOr<ReconcileResult> MigrationReconciler::reconcile(const std::string& key)
     auto r = view_.client->patch(migrations_ref().in(ns).named(name).sub("status"), kube::PatchType::kMerge,
                                  json{{"status", s.status}});
     if (!r.ok()) return Status(r.status().code(), "writing the status: " + r.status().message());
+    if (!entering.empty()) {
+      written_phase = entering;
+      failpoint("migration/entered:" + entering);
+    }
     return Status();
   };
 
@@ -306,6 +316,7 @@ StatusOr<milliseconds> MigrationReconciler::scheduling(Step& s) {
       s.fail("creating the target pod " + target + ": " + r.status().message());
       return milliseconds(0);
     }
+    failpoint("migration/target-pod-created");
     s.status["message"] = "created the target pod " + target + " on node " + s.str("targetNode");
     return kWaitPod;
   }
@@ -431,6 +442,7 @@ StatusOr<milliseconds> MigrationReconciler::precopy(Step& s) {
     if (s.phase() == "PreCopy") s.enter("Switching", "the agents switched", switch_start);
     // New traffic: the target's gate first, then the source's.
     HOTSWAP_RETURN_IF_ERROR(view_.set_serving(s.ns, target_name, true, "MigrationTarget"));
+    failpoint("migration/target-gated");
     HOTSWAP_RETURN_IF_ERROR(view_.set_serving(s.ns, source_name, false, "MigratedAway"));
     s.enter("Draining", "the target serves; the source relays the streams it still holds");
     return milliseconds(0);
