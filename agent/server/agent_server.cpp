@@ -410,6 +410,10 @@ void AgentServer::Impl::handle_control(http_request req, const std::string& path
                    {"prefill_tokens_per_s", st->engine.prefill_tokens_per_s}}},
                  {"gpu_faults", faults_json()},
                  {"node_id", migration::local_node_id()}};  // `migrate --transport auto` compares it
+    if (migrations) {  // what a migration client checks against a target before it prepares one
+      const json identity = migrations->identity();
+      for (const auto& [k, v] : identity.items()) body[k] = v;
+    }
     metrics.count_request("control", 200);
     return track_reply(http::reply_json(req, web::http::status_codes::OK, body));
   }

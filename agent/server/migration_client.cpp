@@ -98,13 +98,18 @@ StatusOr<StartedMigration> start_migration(const MigrationCall& call) {
     std::snprintf(buf, sizeof(buf), "mig-%08x", rd());
     id = buf;
   }
-  std::string source_node_id;
-  if (transport == "auto") {
-    HOTSWAP_ASSIGN_OR_RETURN(json status, control_call(source, token, "GET", "/control/v1/status", json()));
-    source_node_id = string_field(status, "node_id");
-  }
-  HOTSWAP_ASSIGN_OR_RETURN(json prep,
-                           control_call(target, token, "POST", "/control/v1/migrations", json{{"id", id}, {"source", source}}));
+  // The source's node (shm when the target shares it), migration protocol and, for kv (which needs
+  // the same weights; recompute may change them), its weights: the target refuses at once what it
+  // could not take, before anything listens. A source of an older build says neither; the
+  // snapshot's manifest is checked in any case.
+  HOTSWAP_ASSIGN_OR_RETURN(json status, control_call(source, token, "GET", "/control/v1/status", json()));
+  const std::string source_node_id = string_field(status, "node_id");
+  json prepare = {{"id", id}, {"source", source}};
+  if (mode == "kv" && status.contains("model_digest") && status["model_digest"].is_string())
+    prepare["model_digest"] = status["model_digest"];
+  if (status.contains("migration_protocol") && status["migration_protocol"].is_number_unsigned())
+    prepare["protocol_version"] = status["migration_protocol"];
+  HOTSWAP_ASSIGN_OR_RETURN(json prep, control_call(target, token, "POST", "/control/v1/migrations", prepare));
   auto chosen = choose_data_endpoint(transport, prep, source_node_id);
   if (!chosen.ok()) {
     // The target listens for a source that will not come: end that now rather than at its timeout.

@@ -9,6 +9,7 @@
 
 #include "agent/migration/migration_session.h"
 #include "agent/migration/shm_transport.h"
+#include "agent/migration/snapshot.h"
 #include "agent/migration/tcp_transport.h"
 #include "common/log.h"
 
@@ -104,6 +105,10 @@ void MigrationController::shutdown() {
   for (auto& w : workers) w.join();
 }
 
+json MigrationController::identity() const {
+  return json{{"model_digest", host_.model_digest}, {"migration_protocol", migration::kSnapshotFormatVersion}};
+}
+
 migration::EngineCall MigrationController::engine_call() const {
   EngineService* svc = host_.service;
   return [svc](const std::function<Status(engine::Engine&)>& fn) { return svc->run_on_engine(fn); };
@@ -113,10 +118,22 @@ StatusOr<json> MigrationController::prepare(const json& body) {
   if (!body.is_object() || !body.contains("id") || !body["id"].is_string() || body["id"].get<std::string>().empty())
     return invalid_argument("'id' (a non-empty string) is required");
   const std::string id = body["id"].get<std::string>();
+  if (body.contains("model_digest") && !body["model_digest"].is_string())
+    return invalid_argument("'model_digest' must be a string (the source's, from its GET /control/v1/status)");
   const std::string digest = body.value("model_digest", std::string());
   if (!digest.empty() && digest != host_.model_digest)
     return failed_precondition("model digest " + digest + " is not this agent's " + host_.model_digest +
                                ": the target must run the source's weights");
+  if (body.contains("protocol_version")) {
+    if (!body["protocol_version"].is_number_unsigned())
+      return invalid_argument("'protocol_version' must be an integer >= 0 (the source's migration_protocol)");
+    const uint64_t version = body["protocol_version"].get<uint64_t>();
+    if (version != migration::kSnapshotFormatVersion)
+      return failed_precondition("migration protocol version " + std::to_string(version) + " is not this agent's " +
+                                 std::to_string(migration::kSnapshotFormatVersion) +
+                                 " (the snapshot format): the source and the target run hotswap builds that cannot "
+                                 "migrate to each other; pick a target of the source's version");
+  }
   if (!host_.tls && !host_.allow_plaintext)
     return failed_precondition(kNoTlsMaterial + std::string(" and plaintext migration is not allowed (") +
                                kAllowPlaintextFlag + "): this agent takes no migration over the network");

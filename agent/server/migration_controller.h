@@ -1,6 +1,7 @@
 // The control API's migrations (DESIGN.md, "A migration, phase by phase"):
-//   POST /control/v1/migrations               {id, source, model_digest} — prepare this agent as
-//        the target: check the digest, listen for the snapshot stream on tcp and on a shm socket
+//   POST /control/v1/migrations               {id, source, model_digest, protocol_version} —
+//        prepare this agent as the target: check the digest and the migration protocol (the
+//        snapshot format version) where given (409 naming the one that differs), listen for the snapshot stream on tcp and on a shm socket
 //        (in a private directory, removed once the source connected) -> {"data_endpoint": tcp,
 //        "data_endpoints": {"tcp", "shm"}, "node_id"}; the source connects to one of them. The
 //        "tcp" endpoint is tls://host:port when the agent has TLS material (MigrationHost::tls).
@@ -70,6 +71,9 @@ class MigrationController {
   void shutdown();
 
   StatusOr<nlohmann::json> prepare(const nlohmann::json& body);
+  // What a client compares before it prepares a target for this agent as the source, in
+  // GET /control/v1/status: {"model_digest", "migration_protocol"}.
+  nlohmann::json identity() const;
   StatusOr<nlohmann::json> start(const std::string& id, const nlohmann::json& body);
   StatusOr<nlohmann::json> get(const std::string& id) const;
   Status abort(const std::string& id);

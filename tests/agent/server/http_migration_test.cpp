@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "agent/server/migration_client.h"
+#include "common/http.h"
 #include "tests/agent/migration/tls_test_util.h"
 #include "tests/agent/server/server_test_util.h"
 #include "tests/support/promtool.h"
@@ -266,6 +268,91 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
   EXPECT_EQ(http_call(a.port, "GET", "/control/v1/migrations/t", "", kAuth).status, 404);
   EXPECT_EQ(http_call(a.port, "GET", "/control/v1/migrations/nope", "", kAuth).status, 404);
   EXPECT_EQ(http_call(a.port, "POST", "/control/v1/migrations", "{}").status, 401);
+}
+
+// An agent of another build as the source: it answers only GET /control/v1/status, with `status`;
+// every other call is 404 (in the control API's error shape).
+struct StubSource {
+  std::unique_ptr<http::Listener> listener;
+  std::string url;
+  explicit StubSource(json status) {
+    const int port = http::pick_free_port().value();
+    url = "http://127.0.0.1:" + std::to_string(port);
+    auto l = http::open_listener(
+        url,
+        [status](web::http::http_request req, std::string) {
+          if (req.request_uri().path() == "/control/v1/status")
+            http::reply_json(req, web::http::status_codes::OK, status);
+          else
+            http::reply_json(req, web::http::status_codes::NotFound, {{"error", {{"message", "no such route"}}}});
+        },
+        [](const web::http::http_request&, int, const std::string& m) { return json{{"error", {{"message", m}}}}; });
+    EXPECT_TRUE(l.ok()) << l.status().to_string();
+    if (l.ok()) listener = std::move(l).value();
+  }
+  ~StubSource() {
+    if (listener) listener->close().wait();
+  }
+};
+
+// The client passes the source's model digest and migration protocol, from its status, to the
+// target's prepare (the digest for kv only): a target that could not take the stream refuses at
+// once, naming which, and nothing is left listening on it. A source of an older build, which
+// says neither, is prepared for as before (its snapshot's manifest is checked in any case).
+TEST(HttpMigrationErrors, ATargetRefusesASourceOfAnotherProtocolOrModelBeforeItPrepares) {
+  testing::TestServer target;
+  const json own = json::parse(http_call(target.port, "GET", "/control/v1/status", "", kAuth).body);
+  ASSERT_TRUE(own["model_digest"].is_string()) << own.dump();
+  ASSERT_TRUE(own["migration_protocol"].is_number_unsigned()) << own.dump();
+  const uint64_t protocol = own["migration_protocol"];
+  struct Case {
+    json status;
+    std::string refusal;  // "" : prepared
+    std::string mode = "kv";
+  };
+  const std::vector<Case> cases = {
+      {{{"node_id", "n"}, {"model_digest", own["model_digest"]}, {"migration_protocol", protocol + 1}},
+       "migration protocol version " + std::to_string(protocol + 1) + " is not this agent's " + std::to_string(protocol)},
+      {{{"node_id", "n"}, {"model_digest", "00ff"}, {"migration_protocol", protocol}},
+       "model digest 00ff is not this agent's"},
+      // Recompute may change the weights (a version rollout): the digest is not passed.
+      {{{"node_id", "n"}, {"model_digest", "00ff"}, {"migration_protocol", protocol}}, "", "recompute"},
+      {{{"node_id", "n"}}, ""}};
+  int i = 0;
+  for (const Case& c : cases) {
+    StubSource source(c.status);
+    agent::MigrationCall call;
+    call.source = source.url;
+    call.target = target.server->url();
+    call.token = testing::kControlToken;
+    call.id = "m" + std::to_string(i++);
+    call.transport = "tcp";
+    call.mode = c.mode;
+    auto started = agent::start_migration(call);
+    ASSERT_FALSE(started.ok()) << c.status.dump();
+    if (c.refusal.empty()) {
+      // Prepared, then the stub refused to start: the client aborted the target.
+      EXPECT_NE(started.status().message().find("no such route"), std::string::npos) << started.status().to_string();
+      HttpResponse st;
+      for (int tries = 0; tries < 250; ++tries) {  // the abort ends the target's wait within moments
+        st = http_call(target.port, "GET", "/control/v1/migrations/" + call.id, "", kAuth);
+        if (st.status != 200 || json::parse(st.body)["phase"] != "TargetLoading") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      ASSERT_EQ(st.status, 200) << st.body;
+      EXPECT_NE(json::parse(st.body)["phase"], "TargetLoading") << st.body;
+    } else {
+      EXPECT_EQ(started.status().code(), StatusCode::kFailedPrecondition) << started.status().to_string();
+      EXPECT_NE(started.status().message().find(c.refusal), std::string::npos) << started.status().to_string();
+      EXPECT_EQ(http_call(target.port, "GET", "/control/v1/migrations/" + call.id, "", kAuth).status, 404)
+          << "nothing prepared";
+    }
+  }
+  // Straight at the target: a protocol version that is not an integer is named.
+  HttpResponse typed = http_call(target.port, "POST", "/control/v1/migrations",
+                                 json{{"id", "t"}, {"protocol_version", "1"}}.dump(), kAuth);
+  EXPECT_EQ(typed.status, 400) << typed.body;
+  EXPECT_NE(typed.body.find("protocol_version"), std::string::npos) << typed.body;
 }
 
 // --migration-ports: a target's data listener binds within the range, one port per migration in
