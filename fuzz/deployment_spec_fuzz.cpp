@@ -9,6 +9,8 @@
 //   - an accepted spec is usable: a name, replicas within the schema's bounds, a model path or
 //     volume, a block size and budgets in range; and the Pod, Service and PDB built from it carry
 //     the deployment's name and namespace.
+// The same input is read as a ModelMigration (parse_migration_spec): deterministic, an error
+// names what is wrong, an accepted spec has its deployment.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -31,6 +33,15 @@ void require(bool ok, const char* what, const std::string& detail = "") {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   json md = json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
   if (md.is_discarded()) return 0;
+  auto ma = hotswap::controllers::parse_migration_spec(md);
+  auto mb = hotswap::controllers::parse_migration_spec(md);
+  require(ma.ok() == mb.ok(), "parse_migration_spec is deterministic");
+  if (ma.ok()) {
+    require(!ma->deployment.empty() && ma->deployment == mb->deployment, "an accepted migration has its deployment");
+  } else {
+    require(!ma.status().message().empty() && ma.status().message() == mb.status().message(),
+            "a migration's error names what is wrong, the same twice", ma.status().message());
+  }
   auto a = hotswap::controllers::parse_deployment(md);
   auto b = hotswap::controllers::parse_deployment(md);
   require(a.ok() == b.ok(), "deterministic");

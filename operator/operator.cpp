@@ -133,7 +133,14 @@ struct Operator::Impl {
         continue;
       }
       const auto t0 = std::chrono::steady_clock::now();
-      auto result = reconciler.reconcile(*key);
+      // An exception (a shape of an object nothing expected) fails this reconcile, with its
+      // message, and is retried with backoff; it does not end the operator.
+      StatusOr<controllers::ReconcileResult> result = internal_error("not reconciled");
+      try {
+        result = reconciler.reconcile(*key);
+      } catch (const std::exception& e) {
+        result = internal_error(std::string("the reconcile threw: ") + e.what());
+      }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       metrics.reconciled(controller, seconds, result.ok());
       if (!result.ok()) {

@@ -49,6 +49,7 @@ struct MigrationReconciler::Step {
   json mm;
   json status;  // the status this step writes (starts as the object's)
   std::string ns, name;
+  MigrationSpec asked;  // the ModelMigration's spec
   DeploymentSpec spec;
   int64_t now_ms = now_unix_ms();
 
@@ -78,7 +79,7 @@ struct MigrationReconciler::Step {
     if (next == "Completed" || next == "Failed") {
       status["completionTime"] = format_rfc3339(now_ms / 1000);
       if (view.metrics) {
-        view.metrics->migration_ended(mm.value("/spec/reason"_json_pointer, std::string("Manual")),
+        view.metrics->migration_ended(asked.reason,
                                       next == "Completed" ? "completed" : "failed");
       }
       view.record_event(mm, next == "Completed" ? "Normal" : "Warning", next, message);
@@ -136,18 +137,25 @@ StatusOr<ReconcileResult> MigrationReconciler::reconcile(const std::string& key)
     return Status();
   };
 
-  const std::string deployment = s.mm.value("/spec/deployment"_json_pointer, std::string());
-  auto md = view_.client->get(deployments_ref().in(ns).named(deployment));
-  if (!md.ok()) {
-    if (!md.error().is_not_found()) return md.status();
+  auto asked = parse_migration_spec(s.mm);
+  if (!asked.ok()) {
     if (s.phase().empty()) s.status["startTime"] = format_rfc3339(s.now_ms / 1000);
-    s.fail("ModelDeployment " + deployment + " not found in namespace " + ns);
+    s.fail(asked.status().message());
   } else {
-    auto spec = parse_deployment(*md);
-    if (!spec.ok()) {
-      s.fail("ModelDeployment " + deployment + ": " + spec.status().message());
+    s.asked = std::move(asked).value();
+    const std::string& deployment = s.asked.deployment;
+    auto md = view_.client->get(deployments_ref().in(ns).named(deployment));
+    if (!md.ok()) {
+      if (!md.error().is_not_found()) return md.status();
+      if (s.phase().empty()) s.status["startTime"] = format_rfc3339(s.now_ms / 1000);
+      s.fail("ModelDeployment " + deployment + " not found in namespace " + ns);
     } else {
-      s.spec = std::move(spec).value();
+      auto spec = parse_deployment(*md);
+      if (!spec.ok()) {
+        s.fail("ModelDeployment " + deployment + ": " + spec.status().message());
+      } else {
+        s.spec = std::move(spec).value();
+      }
     }
   }
 
@@ -191,8 +199,8 @@ StatusOr<ReconcileResult> MigrationReconciler::reconcile(const std::string& key)
 StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
   if (!s.status.contains("startTime")) s.status["startTime"] = format_rfc3339(s.now_ms / 1000);
   if (s.phase().empty()) s.enter("Pending", "accepted");
-  const json spec = s.mm.value("spec", json::object());
-  const std::string deployment = spec.value("deployment", std::string());
+  const MigrationSpec& asked = s.asked;
+  const std::string& deployment = asked.deployment;
   // Another migration of this deployment running takes a slot of spec.migration.maxConcurrent.
   int64_t others = 0;
   std::set<std::string> busy;  // replicas some other migration moves, and its targets
@@ -211,7 +219,7 @@ StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
   }
   // The source: spec.replica, or the first serving replica the selector matches.
   json source;
-  const std::string replica = spec.value("replica", std::string());
+  const std::string& replica = asked.replica;
   if (!replica.empty()) {
     auto pod = s.get_pod(replica);
     if (!pod.ok()) {
@@ -228,13 +236,12 @@ StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
     }
     source = std::move(pod).value();
   } else {
-    const json selector = spec.value("selector", json::object());
     for (auto& p : view_.pods_of(s.ns, deployment)) {
       if (pod_terminating(*p) || busy.count(kube::object_name(*p)) || pod_condition(*p, kServingGate) != "True" ||
           !annotation(*p, kMigrationTargetAnnotation).empty())
         continue;
       bool match = true;
-      for (const auto& [k, v] : selector.items()) match = match && v.is_string() && label(*p, k) == v.get<std::string>();
+      for (const auto& [k, v] : asked.selector) match = match && label(*p, k) == v;
       if (match && (source.is_null() || kube::object_name(*p) < kube::object_name(source))) source = *p;
     }
     if (source.is_null()) {
@@ -253,14 +260,13 @@ StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
   const std::string source_name = kube::object_name(source);
   s.status["sourcePod"] = source_name;
   s.status["sourceNode"] = pod_node(source);
-  const std::string mode = spec.value("mode", s.spec.policy.mode);
+  const std::string mode = asked.mode.empty() ? s.spec.policy.mode : asked.mode;
   s.status["mode"] = mode;
   if (!s.status.contains("agentMigrationId"))
     s.status["agentMigrationId"] = s.name + "-" + kube::metadata_field(s.mm, "uid").substr(0, 8);
 
-  const json target = spec.value("target", json::object());
-  if (target.contains("pod")) {  // a scale-down: into a running replica
-    const std::string into = target["pod"].get<std::string>();
+  if (!asked.target_pod.empty()) {  // a scale-down: into a running replica
+    const std::string& into = asked.target_pod;
     auto pod = s.get_pod(into);
     if (!pod.ok() || label(*pod, kDeploymentLabel) != deployment || into == source_name) {
       s.fail("spec.target.pod " + into + " is not another replica of ModelDeployment " + deployment);
@@ -285,13 +291,11 @@ StatusOr<milliseconds> MigrationReconciler::pending(Step& s) {
   for (const auto& n : snap.nodes)
     if (n.name == from.node) from.gpu_class = n.gpu_class;
   policy::TargetConstraints c;
-  c.node = target.value("nodeName", std::string());
-  const json node_selector = target.value("nodeSelector", json::object());  // items() must not outlive it
-  for (const auto& [k, v] : node_selector.items())
-    if (v.is_string()) c.node_selector[k] = v.get<std::string>();
-  if (target.contains("gpuClass")) c.gpu_classes = {target["gpuClass"].get<std::string>()};
+  c.node = asked.target_node;
+  c.node_selector = asked.target_node_selector;
+  if (!asked.target_gpu_class.empty()) c.gpu_classes = {asked.target_gpu_class};
   // A load move may stay on its node (another GPU of another class); every other reason leaves it.
-  c.avoid_source_node = spec.value("reason", std::string("Manual")) != "Load";
+  c.avoid_source_node = asked.reason != "Load";
   auto chosen = policy::choose_target(snap, from, c);
   if (!chosen.ok()) {
     s.status["message"] = "waiting for a target: " + chosen.status().message();
@@ -506,7 +510,7 @@ StatusOr<milliseconds> MigrationReconciler::draining(Step& s) {
 StatusOr<milliseconds> MigrationReconciler::rolling_back(Step& s) {
   const std::string target_name = s.str("targetPod");
   const std::string why = s.str("message");
-  const bool existing_replica = s.mm.contains("/spec/target/pod"_json_pointer);
+  const bool existing_replica = !s.asked.target_pod.empty();
   if (!target_name.empty()) {
     auto target = s.get_pod(target_name);
     if (target.ok()) {

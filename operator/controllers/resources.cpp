@@ -306,6 +306,74 @@ StatusOr<DeploymentSpec> parse_deployment(const json& md) {
   }
 }
 
+namespace {
+
+// Reads `key` of `object` into *out when present: a string of at most max_length bytes (and at
+// least one when non_empty), else an error naming `path`.
+Status read_string(const json& object, const char* key, const std::string& path, std::string* out, size_t max_length,
+                   bool non_empty = true) {
+  if (!object.contains(key)) return Status();
+  const json& v = object[key];
+  if (!v.is_string()) return invalid_argument(path + ": must be a string, got " + v.dump());
+  const std::string& s = v.get_ref<const std::string&>();
+  if ((non_empty && s.empty()) || s.size() > max_length)
+    return invalid_argument(path + ": must be 1.." + std::to_string(max_length) + " characters");
+  *out = s;
+  return Status();
+}
+
+Status read_string_map(const json& object, const char* key, const std::string& path,
+                       std::map<std::string, std::string>* out) {
+  if (!object.contains(key)) return Status();
+  const json& m = object[key];
+  if (!m.is_object()) return invalid_argument(path + ": must be an object of strings, got " + m.dump());
+  for (const auto& [k, v] : m.items()) {
+    if (!v.is_string()) return invalid_argument(path + "." + k + ": must be a string, got " + v.dump());
+    (*out)[k] = v.get<std::string>();
+  }
+  return Status();
+}
+
+Status read_enum(const json& object, const char* key, const std::string& path, const std::vector<std::string>& values,
+                 std::string* out) {
+  std::string v;
+  HOTSWAP_RETURN_IF_ERROR(read_string(object, key, path, &v, 64));
+  if (!object.contains(key)) return Status();
+  if (std::find(values.begin(), values.end(), v) == values.end()) {
+    std::string list;
+    for (const auto& x : values) list += (list.empty() ? "" : ", ") + x;
+    return invalid_argument(path + ": '" + v + "' is not one of " + list);
+  }
+  *out = v;
+  return Status();
+}
+
+}  // namespace
+
+StatusOr<MigrationSpec> parse_migration_spec(const json& mm) {
+  if (!mm.is_object() || !mm.contains("spec") || !mm["spec"].is_object())
+    return invalid_argument("spec: a ModelMigration has a spec object");
+  const json& spec = mm["spec"];
+  MigrationSpec m;
+  if (!spec.contains("deployment")) return invalid_argument("spec.deployment: required");
+  HOTSWAP_RETURN_IF_ERROR(read_string(spec, "deployment", "spec.deployment", &m.deployment, 253));
+  HOTSWAP_RETURN_IF_ERROR(read_string(spec, "replica", "spec.replica", &m.replica, 253));
+  HOTSWAP_RETURN_IF_ERROR(read_string_map(spec, "selector", "spec.selector", &m.selector));
+  HOTSWAP_RETURN_IF_ERROR(read_enum(spec, "mode", "spec.mode", {"KV", "Recompute", "Auto"}, &m.mode));
+  HOTSWAP_RETURN_IF_ERROR(read_enum(spec, "reason", "spec.reason",
+                                    {"Manual", "Maintenance", "GpuHealth", "Load", "Schedule", "Version", "ScaleDown"},
+                                    &m.reason));
+  if (spec.contains("target")) {
+    const json& t = spec["target"];
+    if (!t.is_object()) return invalid_argument("spec.target: must be an object, got " + t.dump());
+    HOTSWAP_RETURN_IF_ERROR(read_string(t, "pod", "spec.target.pod", &m.target_pod, 253));
+    HOTSWAP_RETURN_IF_ERROR(read_string(t, "nodeName", "spec.target.nodeName", &m.target_node, 253));
+    HOTSWAP_RETURN_IF_ERROR(read_string(t, "gpuClass", "spec.target.gpuClass", &m.target_gpu_class, 63));
+    HOTSWAP_RETURN_IF_ERROR(read_string_map(t, "nodeSelector", "spec.target.nodeSelector", &m.target_node_selector));
+  }
+  return m;
+}
+
 std::string model_hash(const DeploymentSpec& spec) {
   return hex16(fnv1a64(json{{"model", spec.model}, {"engine", spec.engine}}.dump()));
 }

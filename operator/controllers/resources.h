@@ -94,6 +94,23 @@ struct DeploymentSpec {
 // Reads a ModelDeployment; errors name the field ("spec.migration.bandwidthLimit: ...").
 StatusOr<DeploymentSpec> parse_deployment(const nlohmann::json& md);
 
+// spec of a ModelMigration, with the CRD's defaults for what is missing.
+struct MigrationSpec {
+  std::string deployment;
+  std::string replica;                          // "": the first serving replica selector matches
+  std::map<std::string, std::string> selector;  // Pod labels
+  std::string mode;                             // KV, Recompute, Auto; "": the deployment's
+  std::string reason = "Manual";
+  std::string target_pod;                       // a scale-down into this running replica
+  std::string target_node, target_gpu_class;
+  std::map<std::string, std::string> target_node_selector;
+};
+
+// Reads a ModelMigration as the CRD describes it; errors name the field ("spec.target.gpuClass:
+// must be a string, got 3"). The API server's schema checks the same, but an older or hand-edited
+// CRD must not crash the operator.
+StatusOr<MigrationSpec> parse_migration_spec(const nlohmann::json& mm);
+
 // "10Gi", "500M", "1.5G" (bytes per second; k/M/G/T powers of 1000, Ki/Mi/Gi/Ti of 1024).
 StatusOr<uint64_t> parse_bandwidth(const std::string& text);
 // An RFC 3339 time ("2026-12-02T10:00:00Z", "...+01:00", fractions ignored) as Unix seconds.

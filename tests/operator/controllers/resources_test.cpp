@@ -118,6 +118,58 @@ TEST(Rfc3339, ParsesZonesAndFractionsAndFormatsBack) {
   EXPECT_FALSE(parse_rfc3339("2026-12-02T10:00:00+0100").ok());
 }
 
+json example_migration() {
+  return json::parse(R"({
+    "apiVersion": "hotswap.io/v1alpha1", "kind": "ModelMigration",
+    "metadata": {"name": "move", "namespace": "ml"},
+    "spec": {"deployment": "small", "replica": "small-abcde", "selector": {"zone": "a"}, "mode": "Recompute",
+             "reason": "Load", "target": {"nodeName": "node-3", "gpuClass": "a100-sim",
+                                          "nodeSelector": {"rack": "r1"}}}})");
+}
+
+TEST(ParseMigrationSpec, ReadsEveryFieldWithTheCrdsDefaults) {
+  auto m = parse_migration_spec(example_migration());
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  EXPECT_EQ(m->deployment, "small");
+  EXPECT_EQ(m->replica, "small-abcde");
+  EXPECT_EQ(m->selector, (std::map<std::string, std::string>{{"zone", "a"}}));
+  EXPECT_EQ(m->mode, "Recompute");
+  EXPECT_EQ(m->reason, "Load");
+  EXPECT_EQ(m->target_node, "node-3");
+  EXPECT_EQ(m->target_gpu_class, "a100-sim");
+  EXPECT_EQ(m->target_node_selector, (std::map<std::string, std::string>{{"rack", "r1"}}));
+  EXPECT_TRUE(m->target_pod.empty());
+  auto bare = parse_migration_spec(json{{"spec", {{"deployment", "small"}}}});
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->reason, "Manual");
+  EXPECT_TRUE(bare->mode.empty()) << "the deployment's mode";
+}
+
+// What the CRD's schema says, checked again: an older or hand-edited CRD must not make the
+// operator throw.
+TEST(ParseMigrationSpec, NamesTheFieldThatIsWrong) {
+  const std::vector<std::pair<const char*, json>> cases = {
+      {"/spec/deployment", 3},          {"/spec/deployment", ""},         {"/spec/replica", json::array()},
+      {"/spec/selector", "zone=a"},     {"/spec/selector/zone", 1},       {"/spec/mode", "kv"},
+      {"/spec/mode", 1},                {"/spec/reason", "Because"},      {"/spec/target", "node-3"},
+      {"/spec/target/gpuClass", 3},     {"/spec/target/nodeName", ""},    {"/spec/target/pod", nullptr},
+      {"/spec/target/nodeSelector/rack", true}};
+  for (const auto& [pointer, value] : cases) {
+    json mm = example_migration();
+    mm[json::json_pointer(pointer)] = value;
+    auto m = parse_migration_spec(mm);
+    ASSERT_FALSE(m.ok()) << pointer << " = " << value.dump();
+    std::string field = std::string(pointer).substr(1);
+    std::replace(field.begin(), field.end(), '/', '.');
+    EXPECT_NE(m.status().message().find(field), std::string::npos) << m.status().message();
+  }
+  json no_deployment = example_migration();
+  no_deployment["spec"].erase("deployment");
+  EXPECT_EQ(parse_migration_spec(no_deployment).status().message(), "spec.deployment: required");
+  EXPECT_FALSE(parse_migration_spec(json::array()).ok());
+  EXPECT_FALSE(parse_migration_spec(json{{"spec", 1}}).ok());
+}
+
 TEST(ReplicaPod, RunsTheAgentBehindTheServingGateOnAnAllowedGpu) {
   auto s = parse_deployment(example());
   ASSERT_TRUE(s.ok());
