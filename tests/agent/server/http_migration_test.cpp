@@ -272,10 +272,10 @@ TEST(HttpMigrationErrors, BadRequestsAreRefusedAndNothingMoves) {
 
 // An agent of another build as the source: it answers only GET /control/v1/status, with `status`;
 // every other call is 404 (in the control API's error shape).
-struct StubSource {
+struct OtherBuildSource {
   std::unique_ptr<http::Listener> listener;
   std::string url;
-  explicit StubSource(json status) {
+  explicit OtherBuildSource(json status) {
     const int port = http::pick_free_port().value();
     url = "http://127.0.0.1:" + std::to_string(port);
     auto l = http::open_listener(
@@ -290,7 +290,7 @@ struct StubSource {
     EXPECT_TRUE(l.ok()) << l.status().to_string();
     if (l.ok()) listener = std::move(l).value();
   }
-  ~StubSource() {
+  ~OtherBuildSource() {
     if (listener) listener->close().wait();
   }
 };
@@ -320,7 +320,7 @@ TEST(HttpMigrationErrors, ATargetRefusesASourceOfAnotherProtocolOrModelBeforeItP
       {{{"node_id", "n"}}, ""}};
   int i = 0;
   for (const Case& c : cases) {
-    StubSource source(c.status);
+    OtherBuildSource source(c.status);
     agent::MigrationCall call;
     call.source = source.url;
     call.target = target.server->url();
@@ -331,7 +331,7 @@ TEST(HttpMigrationErrors, ATargetRefusesASourceOfAnotherProtocolOrModelBeforeItP
     auto started = agent::start_migration(call);
     ASSERT_FALSE(started.ok()) << c.status.dump();
     if (c.refusal.empty()) {
-      // Prepared, then the stub refused to start: the client aborted the target.
+      // Prepared, then the stand-in refused to start: the client aborted the target.
       EXPECT_NE(started.status().message().find("no such route"), std::string::npos) << started.status().to_string();
       HttpResponse st;
       for (int tries = 0; tries < 250; ++tries) {  // the abort ends the target's wait within moments
