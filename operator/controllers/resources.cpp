@@ -322,18 +322,6 @@ Status read_string(const json& object, const char* key, const std::string& path,
   return Status();
 }
 
-Status read_string_map(const json& object, const char* key, const std::string& path,
-                       std::map<std::string, std::string>* out) {
-  if (!object.contains(key)) return Status();
-  const json& m = object[key];
-  if (!m.is_object()) return invalid_argument(path + ": must be an object of strings, got " + m.dump());
-  for (const auto& [k, v] : m.items()) {
-    if (!v.is_string()) return invalid_argument(path + "." + k + ": must be a string, got " + v.dump());
-    (*out)[k] = v.get<std::string>();
-  }
-  return Status();
-}
-
 Status read_enum(const json& object, const char* key, const std::string& path, const std::vector<std::string>& values,
                  std::string* out) {
   std::string v;
@@ -358,7 +346,7 @@ StatusOr<MigrationSpec> parse_migration_spec(const json& mm) {
   if (!spec.contains("deployment")) return invalid_argument("spec.deployment: required");
   HOTSWAP_RETURN_IF_ERROR(read_string(spec, "deployment", "spec.deployment", &m.deployment, 253));
   HOTSWAP_RETURN_IF_ERROR(read_string(spec, "replica", "spec.replica", &m.replica, 253));
-  HOTSWAP_RETURN_IF_ERROR(read_string_map(spec, "selector", "spec.selector", &m.selector));
+  HOTSWAP_RETURN_IF_ERROR(read_labels(spec.value("selector", json()), "spec.selector", &m.selector));
   HOTSWAP_RETURN_IF_ERROR(read_enum(spec, "mode", "spec.mode", {"KV", "Recompute", "Auto"}, &m.mode));
   HOTSWAP_RETURN_IF_ERROR(read_enum(spec, "reason", "spec.reason",
                                     {"Manual", "Maintenance", "GpuHealth", "Load", "Schedule", "Version", "ScaleDown"},
@@ -369,7 +357,8 @@ StatusOr<MigrationSpec> parse_migration_spec(const json& mm) {
     HOTSWAP_RETURN_IF_ERROR(read_string(t, "pod", "spec.target.pod", &m.target_pod, 253));
     HOTSWAP_RETURN_IF_ERROR(read_string(t, "nodeName", "spec.target.nodeName", &m.target_node, 253));
     HOTSWAP_RETURN_IF_ERROR(read_string(t, "gpuClass", "spec.target.gpuClass", &m.target_gpu_class, 63));
-    HOTSWAP_RETURN_IF_ERROR(read_string_map(t, "nodeSelector", "spec.target.nodeSelector", &m.target_node_selector));
+    HOTSWAP_RETURN_IF_ERROR(
+        read_labels(t.value("nodeSelector", json()), "spec.target.nodeSelector", &m.target_node_selector));
   }
   return m;
 }
