@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <pplx/threadpool.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -22,6 +24,19 @@ pplx::task<void> reply_json(const http_request& request, status_code status, con
   } catch (const std::exception&) {
     return pplx::task_from_result();
   }
+}
+
+Status set_io_threads(int64_t n, const std::string& flag) {
+  if (n < 2 || n > kMaxIoThreads)
+    return invalid_argument(flag + " must be in 2.." + std::to_string(kMaxIoThreads) + ", got " + std::to_string(n) +
+                            " (with one, a request that waits on the engine holds up every connection)");
+  try {
+    crossplat::threadpool::initialize_with_threads(static_cast<size_t>(n));
+  } catch (const std::exception& e) {
+    return failed_precondition(flag + ": cpprest's thread pool is already running (" + e.what() +
+                               "); it must be sized before the first HTTP listener or client");
+  }
+  return Status();
 }
 
 void keep_listener_runtime_alive() {

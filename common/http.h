@@ -60,6 +60,22 @@ struct BodyTooLarge : std::runtime_error {
 };
 pplx::task<std::string> read_body(http_request request, size_t max_bytes);
 
+// cpprest runs every listener's and every client's handlers on one process-wide thread pool,
+// 40 threads unless told otherwise. Each handler it posts wakes an idle thread, so the more
+// threads wait, the more context switches a stream of small writes costs: at 16 streams on a
+// 2-core machine, 40 threads made ~330k switches in a 12 s run against ~55k with 4, and the
+// engine's forward passes lost 10-15% to them (docs/benchmarks.md). Four are plenty for a
+// replica's connections; the handlers are short, and the longest (/control/v1/status) waits
+// at most one engine step. Two is the least: with one, a handler waiting on the engine holds
+// up every connection.
+inline constexpr int kDefaultIoThreads = 4;
+inline constexpr int kMaxIoThreads = 256;
+
+// Sizes that pool (flag: the name of the option, for the error). Must run before the process
+// first uses cpprest, and after any signal mask its threads should inherit: the pool starts
+// its threads here. Errors: n outside 2..256, or the pool already running.
+Status set_io_threads(int64_t n, const std::string& flag = "--io-threads");
+
 // A free TCP port on 127.0.0.1 (bound and released; for tests and defaults).
 StatusOr<int> pick_free_port();
 

@@ -11,6 +11,7 @@
 #include "agent/cli/engine_flags.h"
 #include "agent/migration/tls_link.h"
 #include "agent/server/agent_server.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/termination_signals.h"
 #include "common/token_file.h"
@@ -95,6 +96,9 @@ void add_connection_flags(FlagSet* flags) {
   flags->add("body-timeout-s", "S", "a request's body may pause at most S s between bytes (default 30)");
   flags->add("send-timeout-s", "S", "a client that reads nothing of its response for S s is hung up on (default 60)");
   flags->add("idle-timeout-s", "S", "a kept-alive connection with no request in flight closes after S s (default 120)");
+  flags->add("io-threads", "N",
+             "threads that run the HTTP server's and clients' I/O, 2.." + std::to_string(http::kMaxIoThreads) +
+                 " (default " + std::to_string(http::kDefaultIoThreads) + "); more only add context switches");
 }
 
 StatusOr<http::ConnectionLimits> connection_limits_from_flags(const FlagSet& flags) {
@@ -148,7 +152,7 @@ int run_serve(int argc, char** argv) {
       "                           [--grace-seconds S] [--speed-factor F] [--speed-reference R]\n"
       "                           [--migration-tls-dir DIR | --allow-plaintext-migration] [--migration-ports FIRST-LAST]\n"
       "                           [--max-connections N] [--max-header-bytes N] [--header-timeout-s S]\n"
-      "                           [--body-timeout-s S] [--send-timeout-s S] [--idle-timeout-s S]");
+      "                           [--body-timeout-s S] [--send-timeout-s S] [--idle-timeout-s S] [--io-threads N]");
   flags.add("model", "DIR", "Hugging Face model directory");
   flags.add("model-name", "NAME", "model id clients send in \"model\" (default: the directory's name)");
   flags.add("host", "ADDR", "address to listen on (default 127.0.0.1)");
@@ -195,7 +199,8 @@ int run_serve(int argc, char** argv) {
   auto port = flags.get_int("port", 8000);
   auto max_queue = flags.get_int("max-queue", 256);
   auto grace = flags.get_int("grace-seconds", 30);
-  for (const Status& st : {port.status(), max_queue.status(), grace.status()})
+  auto io_threads = flags.get_int("io-threads", http::kDefaultIoThreads);
+  for (const Status& st : {port.status(), max_queue.status(), grace.status(), io_threads.status()})
     if (!st.ok()) return fail(st, 2);
   if (*port < 1 || *port > 65535) return fail(invalid_argument("--port must be in 1..65535"), 2);
   if (*max_queue < 0) return fail(invalid_argument("--max-queue must be >= 0"), 2);
@@ -226,6 +231,8 @@ int run_serve(int argc, char** argv) {
              "(--migration-tls-dir, or --allow-plaintext-migration)");
 
   TerminationSignals signals;  // before any thread starts
+  // The first threads: cpprest's pool, sized before anything uses it.
+  if (Status st = http::set_io_threads(*io_threads); !st.ok()) return fail(st, 2);
 
   auto model = engine::Model::load(flags.get("model"));
   if (!model.ok()) return fail(model.status(), 1);

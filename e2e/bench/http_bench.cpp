@@ -7,6 +7,8 @@
 // the same options and drives it with hotswap-loadgen's runner. Throughput is generated tokens
 // over wall time; the ratio is HTTP / engine-only. TTFT and inter-token gaps come from the
 // loadgen's per-token arrival times. Each figure is the median of --repetitions alternating runs.
+// The server and the load generator share one cpprest pool, sized by --io-threads as
+// `hotswap-agent serve` sizes its own (common/http.h).
 #include <algorithm>
 #include <chrono>
 #include <optional>
@@ -76,13 +78,16 @@ StatusOr<HttpResult> http_run(const std::shared_ptr<const engine::Model>& model,
 }
 
 int run(int argc, char** argv) {
-  FlagSet flags("usage: hotswap-http-bench --model DIR [--streams 1,16,64] [--max-tokens K] [--prompt-words P]");
+  FlagSet flags("usage: hotswap-http-bench --model DIR [--streams 1,16,64] [--max-tokens K] [--prompt-words P] [--io-threads N]");
   flags.add("model", "DIR", "model directory");
   flags.add("streams", "LIST", "concurrent streams to measure (default 1,16,64)");
   flags.add("max-tokens", "K", "tokens per request (default 64)");
   flags.add("prompt-words", "P", "prompt length in words (default 16)");
   flags.add("threads", "N", "engine threads (default: all cores)");
   flags.add("repetitions", "N", "runs of each measurement; medians are reported (default 3)");
+  flags.add("io-threads", "N",
+            "cpprest's pool, shared by the server and the load generator (default " +
+                std::to_string(http::kDefaultIoThreads) + ", as serve)");
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st) {
     std::fprintf(stderr, "hotswap-http-bench: %s\n", st.to_string().c_str());
@@ -98,8 +103,10 @@ int run(int argc, char** argv) {
   auto words = flags.get_int("prompt-words", 16);
   auto threads = flags.get_int("threads", 0);
   auto reps = flags.get_int("repetitions", 3);
-  for (const Status& st : {max_tokens.status(), words.status(), threads.status(), reps.status()})
+  auto io_threads = flags.get_int("io-threads", http::kDefaultIoThreads);
+  for (const Status& st : {max_tokens.status(), words.status(), threads.status(), reps.status(), io_threads.status()})
     if (!st.ok()) return fail(st);
+  if (Status st = http::set_io_threads(*io_threads); !st.ok()) return fail(st);
   if (*reps < 1) return fail(invalid_argument("--repetitions must be >= 1"));
   auto stream_list = flags.get_int_list("streams", "1,16,64", 1);
   if (!stream_list.ok()) return fail(stream_list.status());
@@ -143,6 +150,7 @@ int run(int argc, char** argv) {
                         {"streams", n},
                         {"max_tokens", *max_tokens},
                         {"repetitions", *reps},
+                        {"io_threads", *io_threads},
                         {"engine_tokens_per_s", engine_tps_median},
                         {"http_tokens_per_s", http_tps_median},
                         {"http_over_engine", http_tps_median / engine_tps_median},

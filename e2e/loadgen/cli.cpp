@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/http.h"
 
 namespace hotswap::loadgen {
 
@@ -28,6 +29,7 @@ constexpr FlagSpec kFlags[] = {
     {"chat", "", "use /v1/chat/completions instead of /v1/completions"},
     {"ignore-eos", "", "ask the server to generate max-tokens tokens even past EOS (fixed work per request)"},
     {"request-timeout-s", "T", "from sending a request to the end of its stream (default 120)"},
+    {"io-threads", "N", "threads that read the streams (cpprest's pool), 2..256 (default 4)"},
     {"help", "", "print this help"},
 };
 
@@ -35,7 +37,7 @@ FlagSet make_flags() {
   FlagSet f(
       "usage: hotswap-loadgen --url URL --streams N --requests M [--max-tokens K] [--seed S] [--duration-s D]\n"
       "                       [--json] [--model NAME] [--prompt-len P] [--temperature T] [--chat] [--ignore-eos]\n"
-      "                       [--request-timeout-s T]\n"
+      "                       [--request-timeout-s T] [--io-threads N]\n"
       "\n"
       "Keeps N streaming completion requests open against an OpenAI-compatible server until M have\n"
       "been started (or D seconds passed), timing every token as it arrives. Exit code: 0 when every\n"
@@ -144,6 +146,8 @@ StatusOr<CliOptions> parse_cli(int argc, char** argv) {
   c.model = flags.get("model");
   if (flags.has("model") && c.model.empty()) errors.push_back("flag --model: the name is empty");
   o.json = flags.has("json");
+  o.io_threads = static_cast<int>(int_flag("io-threads", hotswap::http::kDefaultIoThreads, 2,
+                                           hotswap::http::kMaxIoThreads, "2.." + std::to_string(hotswap::http::kMaxIoThreads)));
 
   if (!errors.empty()) {
     std::string message;

@@ -13,6 +13,7 @@ struct CliOptions {
   LoadgenConfig config;
   bool json = false;
   bool help = false;
+  int io_threads = 0;  // cpprest's pool, process-wide: main sizes it before the run (common/http.h)
 };
 
 // Parses argv[1..argc). Errors are kInvalidArgument, one line per bad flag.

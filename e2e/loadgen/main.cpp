@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "common/http.h"
 #include "e2e/loadgen/cli.h"
 #include "e2e/loadgen/loadgen.h"
 #include "e2e/loadgen/report.h"
@@ -16,6 +17,10 @@ int main(int argc, char** argv) {
   if (options->help) {
     std::cout << cli_help();
     return 0;
+  }
+  if (auto st = hotswap::http::set_io_threads(options->io_threads); !st.ok()) {
+    std::cerr << "hotswap-loadgen: " << st.message() << "\n";
+    return 2;
   }
   auto run = run_load(options->config);
   if (!run.ok()) {

@@ -37,6 +37,23 @@ TEST(HttpListenerRuntime, StaysUpAfterTheLastListenerClosesAndServesTheNextOne) 
   }
 }
 
+TEST(HttpIoThreads, OutOfRangeCountsAreRefusedNamingTheFlagAndTheRange) {
+  for (int64_t n : {int64_t{-1}, int64_t{0}, int64_t{1}, int64_t{kMaxIoThreads + 1}}) {
+    Status st = set_io_threads(n, "--pool");
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << n;
+    EXPECT_NE(st.message().find("--pool must be in 2..256, got " + std::to_string(n)), std::string::npos)
+        << st.message();
+  }
+}
+
+TEST(HttpIoThreads, ThePoolCannotBeResizedOnceItRuns) {
+  keep_listener_runtime_alive();  // a listener is open: the pool runs
+  Status st = set_io_threads(4);
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st.to_string();
+  EXPECT_NE(st.message().find("--io-threads: cpprest's thread pool is already running"), std::string::npos)
+      << st.message();
+}
+
 TEST(HttpListenerRuntime, AddressesThatCannotBeListenedOnAreUnavailableNamingThem) {
   auto l = open_listener("http://192.0.2.1:1", [](http_request, std::string) {}, no_error_body);
   ASSERT_FALSE(l.ok());

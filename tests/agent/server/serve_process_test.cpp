@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -127,8 +128,33 @@ TEST(ServeProcess, BadConnectionLimitsAreNamedAndExitTwo) {
       {{"--migration-ports", "9200-9100"}, {}, "--migration-ports '9200-9100': the range is empty"},
       {{"--migration-ports", "9100-70000"}, {}, "--migration-ports '9100-70000': not a port or a range of ports"},
       {{"--migration-ports", "many"}, {}, "--migration-ports 'many': not a port"},
+      {{"--io-threads", "1"}, {}, "--io-threads must be in 2..256, got 1"},
+      {{"--io-threads", "4096"}, {}, "--io-threads must be in 2..256, got 4096"},
   };
   expect_each_exits_two_naming_it(model, dir, cases);
+}
+
+size_t thread_count(pid_t pid) {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) ++n;
+  return n;
+}
+
+TEST(ServeProcess, IoThreadsSizeCpprestsPool) {
+  // The same agent with 2 and with 9 I/O threads, once ready and idle: 7 threads apart, and
+  // both serve. (cpprest's own default would be 40.)
+  std::string model = engine::testing::tiny_model();
+  std::map<int, size_t> threads;
+  for (int io : {2, 9}) {
+    AgentProcess agent(model, {"--io-threads", std::to_string(io)});
+    ASSERT_TRUE(agent.wait_ready()) << io;
+    json body = {{"model", "tiny"}, {"prompt", "a pool"}, {"max_tokens", 4}, {"stream", true}};
+    auto streamed = http_call(agent.port, "POST", "/v1/completions", body.dump());
+    ASSERT_EQ(streamed.status, 200) << io;
+    EXPECT_EQ(testing::stream_tokens(streamed.body).size(), 4u) << io;
+    threads[io] = thread_count(agent.pid);
+  }
+  EXPECT_EQ(threads[9] - threads[2], 7u) << threads[2] << " threads with 2, " << threads[9] << " with 9";
 }
 
 TEST(ServeProcess, BadDeviceChoicesAreNamedAndAMissingGpuExitsOne) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/http.h"
+
 namespace hotswap::loadgen {
 namespace {
 
@@ -33,6 +35,7 @@ TEST(LoadgenCli, DefaultsApplyWhenOnlyRequiredFlagsAreGiven) {
   EXPECT_TRUE(o->config.model.empty());
   EXPECT_FALSE(o->config.chat);
   EXPECT_FALSE(o->json);
+  EXPECT_EQ(o->io_threads, http::kDefaultIoThreads);
 }
 
 TEST(LoadgenCli, EveryFlagIsRead) {
@@ -56,7 +59,9 @@ TEST(LoadgenCli, EveryFlagIsRead) {
                   "0.7",
                   "--chat",
                   "--request-timeout-s",
-                  "9"});
+                  "9",
+                  "--io-threads",
+                  "3"});
   ASSERT_TRUE(o.ok()) << o.status().message();
   EXPECT_EQ(o->config.max_tokens, 7);
   EXPECT_EQ(o->config.seed, 11);
@@ -67,6 +72,7 @@ TEST(LoadgenCli, EveryFlagIsRead) {
   EXPECT_EQ(o->config.temperature, 0.7);
   EXPECT_TRUE(o->config.chat);
   EXPECT_EQ(o->config.request_timeout_s, 9);
+  EXPECT_EQ(o->io_threads, 3);
 }
 
 TEST(LoadgenCli, MissingRequiredFlagsAreAllNamed) {
@@ -100,6 +106,14 @@ TEST(LoadgenCli, UnknownFlagsAndBadValuesAreNamedTogether) {
   for (const char* flag : {"--bogus", "--url", "--streams", "--requests"})
     EXPECT_TRUE(names(o.status(), flag)) << flag << " not named in: " << o.status().message();
   EXPECT_FALSE(names(o.status(), "'3'")) << "the unknown flag's value is not a stray argument";
+}
+
+TEST(LoadgenCli, IoThreadsOutOfRangeAreNamed) {
+  for (const char* bad : {"1", "257", "many"}) {
+    auto o = parse({"--url", "http://h", "--streams", "1", "--requests", "1", "--io-threads", bad});
+    ASSERT_FALSE(o.ok()) << bad;
+    EXPECT_TRUE(names(o.status(), "--io-threads")) << o.status().message();
+  }
 }
 
 TEST(LoadgenCli, StrayArgumentIsAnError) {
