@@ -211,7 +211,7 @@ int run(int argc, char** argv) {
   FlagSet flags(
       "usage: hotswap-migration-bench --model DIR [--contexts 512,2048,...] [--methods stop-and-copy,kv,recompute]\n"
       "                               [--max-tokens K] [--migrate-after N] [--repetitions R] [--transfer-mb MB]\n"
-      "                               [--device cpu|cuda|auto] [--kv-cache-mb MB]");
+      "                               [--device cpu|cuda|auto] [--kv-cache-mb MB] [--io-threads N]");
   flags.add("model", "DIR", "model directory");
   flags.add("contexts", "LIST", "prompt lengths in tokens (default 512,2048 and the largest the model allows)");
   flags.add("methods", "LIST", "stop-and-copy, kv, recompute (default all three)");
@@ -221,6 +221,9 @@ int run(int argc, char** argv) {
   flags.add("transfer-mb", "MB", "size of the throughput measurement's stream (default 256; 0: skip it)");
   flags.add("device", "DEV", "where both agents' engines run: cpu (default), cuda (one GPU, both agents on it) or auto");
   flags.add("kv-cache-mb", "MB", "each agent's KV cache (default 512)");
+  flags.add("io-threads", "N",
+            "cpprest's pool, shared by both agents and the load generator (default " +
+                std::to_string(http::kDefaultIoThreads) + ", as serve)");
   flags.add("help", "", "show this help");
   auto fail = [](const Status& st) {
     std::fprintf(stderr, "hotswap-migration-bench: %s\n", st.to_string().c_str());
@@ -236,8 +239,10 @@ int run(int argc, char** argv) {
   auto after = flags.get_int("migrate-after", 32);
   auto reps = flags.get_int("repetitions", 3);
   auto transfer_mb = flags.get_int("transfer-mb", 256);
-  for (const Status& st : {max_tokens.status(), after.status(), reps.status(), transfer_mb.status()})
+  auto io_threads = flags.get_int("io-threads", http::kDefaultIoThreads);
+  for (const Status& st : {max_tokens.status(), after.status(), reps.status(), transfer_mb.status(), io_threads.status()})
     if (!st.ok()) return fail(st);
+  if (Status st = http::set_io_threads(*io_threads); !st.ok()) return fail(st);
   if (*reps < 1 || *after < 1 || *max_tokens <= *after + 8)
     return fail(invalid_argument("need --repetitions >= 1, --migrate-after >= 1 and --max-tokens > --migrate-after + 8"));
   auto model = engine::Model::load(flags.get("model"));
