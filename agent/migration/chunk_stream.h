@@ -4,7 +4,9 @@
 //
 // Sender: the owner's thread parses chunk boundaries from the 32-byte headers it is given (it
 // checks magic, header CRC32C, length limit and consecutive sequence numbers), copies each chunk
-// into the resend window, and sends it in large pieces. A reader thread takes the receiver's
+// into the resend window, and sends it in large pieces. A whole chunk given with a PieceOwner
+// (write_chunk) keeps the owner's pieces by reference instead: only checksummed, sent and resent
+// from the owner's memory, and let go when the receiver acknowledges the chunk. A reader thread takes the receiver's
 // control messages and only records them (acknowledged count, resend request, reply, abort);
 // the owner's thread acts on them at the next chunk boundary. The window's chunks are touched by
 // the owner's thread only.

@@ -68,7 +68,7 @@ class StreamChunkSender final : public ChunkSender {
   }
 
   Status write_chunk(const ChunkHeader& header, std::span<const std::span<const uint8_t>> pieces,
-                     std::chrono::milliseconds timeout) override {
+                     std::chrono::milliseconds timeout, const PieceOwner& owner) override {
     std::lock_guard call(call_mu_);
     CallScope scope(*this);
     const Deadline deadline = deadline_after(timeout);
@@ -98,20 +98,32 @@ class StreamChunkSender final : public ChunkSender {
     bool timed_out = false;
     Status st = before_chunk(deadline, timed_out);
     if (!st.ok()) return timed_out ? st : break_stream(st);
-    Frame& f = open_frame(header.sequence, kChunkHeaderBytes + static_cast<size_t>(total));
+    // The pieces the owner holds are kept by reference (checksummed only); the others copied
+    // into the frame behind its header, checksummed on the way.
+    const size_t first_owned = owner.owner ? std::min(owner.first_owned, pieces.size()) : pieces.size();
+    size_t copied = 0;
+    for (size_t i = 0; i < first_owned; ++i) copied += pieces[i].size();
+    Frame& f = open_frame(header.sequence, kChunkHeaderBytes + static_cast<size_t>(total), kChunkHeaderBytes + copied);
     ChunkHeader h = header;
     h.payload_crc32c = 0;
     uint8_t* out = f.bytes.get() + kChunkHeaderBytes;
-    for (const auto& piece : pieces) {
-      h.payload_crc32c = crc32c_copy(out, piece.data(), piece.size(), h.payload_crc32c);
-      out += piece.size();
+    for (size_t i = 0; i < first_owned; ++i) {
+      h.payload_crc32c = crc32c_copy(out, pieces[i].data(), pieces[i].size(), h.payload_crc32c);
+      out += pieces[i].size();
     }
+    for (size_t i = first_owned; i < pieces.size(); ++i) {
+      if (pieces[i].empty()) continue;
+      h.payload_crc32c = crc32c_extend(h.payload_crc32c, pieces[i].data(), pieces[i].size());
+      f.borrowed.push_back(pieces[i]);
+    }
+    if (!f.borrowed.empty()) f.owner = owner.owner;
     const auto framed = encode_chunk_header(h);
     std::memcpy(f.bytes.get(), framed.data(), framed.size());
     f.filled = f.size;
     {
       std::lock_guard lock(mu_);
       bytes_written_ += f.size;
+      bytes_borrowed_ += f.size - f.owned_size;
     }
     st = after_fill(deadline);
     return st.ok() ? st : break_stream(st);
@@ -130,7 +142,11 @@ class StreamChunkSender final : public ChunkSender {
     for (;;) {
       std::unique_lock lock(mu_);
       if (aborted_locally_) return broken_;
-      if (acked_count_ >= frames_complete_) return Status::ok_status();
+      if (acked_count_ >= frames_complete_) {
+        lock.unlock();
+        trim_acknowledged();  // every chunk: the window, and what it borrowed, let go now
+        return Status::ok_status();
+      }
       if (!broken_.ok()) return broken_;
       if (resend_from_) {
         lock.unlock();
@@ -229,6 +245,7 @@ class StreamChunkSender final : public ChunkSender {
     s.chunks_resent = chunks_resent_;
     s.bytes_resent = bytes_resent_;
     s.bytes_sent = bytes_sent_;
+    s.bytes_borrowed = bytes_borrowed_;
     if (started_ && acked_count_ > 0) {
       s.wire_seconds = std::chrono::duration<double>(last_ack_time_ - first_write_time_).count();
       if (s.wire_seconds > 0) s.bytes_per_s = static_cast<double>(s.bytes_acknowledged) / s.wire_seconds;
@@ -244,13 +261,18 @@ class StreamChunkSender final : public ChunkSender {
   };
 
   // One chunk in the resend window: its bytes as written (header first).
+  // A chunk in the window: its first owned_size bytes in `bytes`, the rest (write_chunk() with a
+  // PieceOwner) in the owner's memory, `borrowed` in order.
   struct Frame {
     uint64_t sequence = 0;
     uint64_t stream_offset = 0;
     size_t size = 0;    // header + payload
     size_t filled = 0;  // of those, written so far
+    size_t owned_size = 0;
     std::unique_ptr<uint8_t[]> bytes;
     size_t capacity = 0;
+    std::vector<std::span<const uint8_t>> borrowed;
+    std::shared_ptr<const void> owner;
   };
 
   bool at_boundary() const { return current_ == nullptr && header_have_ == 0; }
@@ -356,19 +378,22 @@ class StreamChunkSender final : public ChunkSender {
     return after_fill(deadline);
   }
 
-  // Opens chunk `sequence` of `size` bytes in the window, as current_, nothing of it written.
-  Frame& open_frame(uint64_t sequence, size_t size) {
+  // Opens chunk `sequence` of `size` bytes in the window, as current_, nothing of it written;
+  // the first `owned` of them (default: all) will be in its own buffer.
+  Frame& open_frame(uint64_t sequence, size_t size, size_t owned = SIZE_MAX) {
+    owned = std::min(owned, size);
     Frame& f = frames_.emplace_back();
     f.sequence = sequence;
     f.stream_offset = stream_offset_;
     f.size = size;
-    if (!spare_.empty() && spare_.back().capacity >= size) {
+    f.owned_size = owned;
+    if (!spare_.empty() && spare_.back().capacity >= owned) {
       f.bytes = std::move(spare_.back().bytes);
       f.capacity = spare_.back().capacity;
       spare_.pop_back();
     } else {
-      f.bytes = std::make_unique_for_overwrite<uint8_t[]>(size);
-      f.capacity = size;
+      f.bytes = std::make_unique_for_overwrite<uint8_t[]>(owned);
+      f.capacity = owned;
     }
     retained_bytes_ += f.size;
     current_ = &f;
@@ -386,7 +411,11 @@ class StreamChunkSender final : public ChunkSender {
       frames_complete_ = f.sequence + 1;
       frame_ends_.push_back(f.stream_offset + f.size);
     }
-    if (whole || f.filled - current_sent_ >= kSendPieceBytes) {
+    if (!f.borrowed.empty()) {
+      // write_chunk() hands a frame over whole, nothing of it sent yet.
+      HOTSWAP_RETURN_IF_ERROR(send_frame(f, deadline));
+      current_sent_ = f.filled;
+    } else if (whole || f.filled - current_sent_ >= kSendPieceBytes) {
       HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.get() + current_sent_, f.filled - current_sent_, deadline));
       current_sent_ = f.filled;
     }
@@ -427,8 +456,10 @@ class StreamChunkSender final : public ChunkSender {
     }
     while (!frames_.empty() && frames_.front().sequence < acked && &frames_.front() != current_) {
       retained_bytes_ -= frames_.front().size;
-      if (spare_.size() < kSpareBuffers) spare_.push_back({std::move(frames_.front().bytes), frames_.front().capacity});
-      frames_.pop_front();
+      // A frame of borrowed pieces has a buffer of a header or two: not worth a spare's place.
+      if (spare_.size() < kSpareBuffers && frames_.front().borrowed.empty())
+        spare_.push_back({std::move(frames_.front().bytes), frames_.front().capacity});
+      frames_.pop_front();  // and with it the reference to a borrowed payload
     }
   }
 
@@ -455,12 +486,19 @@ class StreamChunkSender final : public ChunkSender {
           std::lock_guard lock(mu_);
           if (resend_from_ || !broken_.ok()) break;
         }
-        HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.get(), f.size, deadline));
+        HOTSWAP_RETURN_IF_ERROR(send_frame(f, deadline));
         std::lock_guard lock(mu_);
         ++chunks_resent_;
         bytes_resent_ += f.size;
       }
     }
+  }
+
+  // A whole frame: its own bytes, then its borrowed pieces.
+  Status send_frame(const Frame& f, Deadline deadline) {
+    HOTSWAP_RETURN_IF_ERROR(send_range(f.bytes.get(), f.owned_size, deadline));
+    for (const auto& piece : f.borrowed) HOTSWAP_RETURN_IF_ERROR(send_range(piece.data(), piece.size(), deadline));
+    return Status::ok_status();
   }
 
   Status send_range(const uint8_t* data, size_t n, Deadline deadline) {
@@ -633,6 +671,7 @@ class StreamChunkSender final : public ChunkSender {
   std::optional<std::string> reply_;
   uint64_t bytes_written_ = 0;
   uint64_t bytes_sent_ = 0;
+  uint64_t bytes_borrowed_ = 0;
   uint64_t resend_requests_ = 0;
   uint64_t chunks_resent_ = 0;
   uint64_t bytes_resent_ = 0;

@@ -152,8 +152,8 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
     return std::max(left, std::chrono::milliseconds(1));
   };
   SnapshotWriter writer([&sender, &wait_for](const ChunkHeader& header,
-                                             std::span<const std::span<const uint8_t>> pieces) {
-    return sender.write_chunk(header, pieces, wait_for());
+                                             std::span<const std::span<const uint8_t>> pieces, const PieceOwner& owner) {
+    return sender.write_chunk(header, pieces, wait_for(), owner);
   });
   auto fail = [&](const Status& st) {
     rep.result = "failed";
@@ -253,8 +253,10 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
     });
   };
   // Writes pieces into the stream (on their way, not yet acknowledged), counting blocks in *r.
-  auto write_pieces = [&](const std::vector<Piece>& pieces, int64_t round, RoundReport* r) -> Status {
-    for (const auto& p : pieces) {
+  // Each piece's block bytes move into the stream: the sender keeps them, uncopied, until the
+  // target acknowledges them.
+  auto write_pieces = [&](std::vector<Piece>& pieces, int64_t round, RoundReport* r) -> Status {
+    for (auto& p : pieces) {
       HOTSWAP_RETURN_IF_ERROR(writer.write_sequence_state(p.state));
       if (p.count > 0) {
         KvBlocks kb;
@@ -263,7 +265,9 @@ StatusOr<MigrationReport> run_source(const SourcePlan& plan, ChunkSender& sender
         kb.count = p.count;
         kb.round = round;
         kb.block_bytes = static_cast<uint64_t>(block_bytes);
-        kb.data = std::span<const uint8_t>(p.data.data(), p.data.size());
+        auto bytes = std::make_shared<const std::vector<uint8_t>>(std::move(p.data));
+        kb.data = std::span<const uint8_t>(bytes->data(), bytes->size());
+        kb.owner = bytes;
         HOTSWAP_RETURN_IF_ERROR(writer.write_kv_blocks(kb));
         r->blocks += p.count;
       }

@@ -66,7 +66,8 @@ Status SnapshotWriter::put(const uint8_t* data, size_t n) {
   return Status::ok_status();
 }
 
-Status SnapshotWriter::emit(ChunkKind kind, std::span<const std::span<const uint8_t>> pieces) {
+Status SnapshotWriter::emit(ChunkKind kind, std::span<const std::span<const uint8_t>> pieces,
+                            const PieceOwner& owner) {
   HOTSWAP_RETURN_IF_ERROR(status_);
   uint64_t total = 0;
   for (const auto& piece : pieces) total += piece.size();
@@ -80,7 +81,7 @@ Status SnapshotWriter::emit(ChunkKind kind, std::span<const std::span<const uint
   h.sequence = next_sequence_;
   h.payload_bytes = static_cast<uint32_t>(total);
   if (chunk_sink_) {
-    Status st = chunk_sink_(h, pieces);
+    Status st = chunk_sink_(h, pieces, owner);
     if (!st.ok()) {
       status_ = st.with_context("snapshot sink, chunk " + std::to_string(next_sequence_));
       return status_;
@@ -147,7 +148,8 @@ Status SnapshotWriter::write_kv_blocks(const KvBlocks& blocks) {
                             " bytes are " + std::to_string(data_bytes));
   }
   const std::span<const uint8_t> pieces[] = {*header, blocks.data};
-  HOTSWAP_RETURN_IF_ERROR(emit(ChunkKind::kKvBlocks, pieces));
+  // The sub-header is ours for this call; the block bytes are blocks.owner's, if it is set.
+  HOTSWAP_RETURN_IF_ERROR(emit(ChunkKind::kKvBlocks, pieces, PieceOwner{blocks.owner, 1}));
   ++totals_.kv_chunks;
   totals_.kv_bytes += static_cast<int64_t>(data_bytes);
   return Status::ok_status();

@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
@@ -66,6 +67,14 @@ struct ChunkHeader {
 // The 32 header bytes: the fields, the CRC32C of bytes 0..23, and the reserved zero.
 std::array<uint8_t, kChunkHeaderBytes> encode_chunk_header(const ChunkHeader& header);
 
+// Who keeps a chunk's later payload pieces alive. When owner is set, pieces[first_owned..] stay
+// valid and unchanged while it lives; the pieces before first_owned are the caller's only for
+// the call. Empty: every piece is the caller's only for the call.
+struct PieceOwner {
+  std::shared_ptr<const void> owner;
+  size_t first_owned = 0;
+};
+
 // Appends framed chunks to a string, or hands them to a sink (a socket, a shared-memory ring).
 //
 // Every chunk starts at the beginning of a sink call (header first), so a sink that keeps what
@@ -77,15 +86,17 @@ std::array<uint8_t, kChunkHeaderBytes> encode_chunk_header(const ChunkHeader& he
 // A ChunkSink takes whole chunks instead of bytes: the header with its payload CRC32C not yet
 // set (0), and the payload as pieces. It copies the pieces into its own memory, computing their
 // CRC32C on the way (crc32c_copy: the caller's memory is read once), then frames the chunk with
-// encode_chunk_header(). A transport that keeps chunks for resending takes this form.
+// encode_chunk_header(). A transport that keeps chunks for resending takes this form. Pieces a
+// PieceOwner holds (a KvBlocks chunk's block bytes, given with KvBlocks::owner) it may keep by
+// reference instead: they stay valid and unchanged while the owner lives.
 //
 // The writer does not check order rules or payload ranges; SnapshotDecoder does.
 class SnapshotWriter {
  public:
   // Called on the writer's thread; it must be done with data (sent or copied) when it returns.
   using Sink = std::function<Status(const uint8_t* data, size_t n)>;
-  using ChunkSink =
-      std::function<Status(const ChunkHeader& header, std::span<const std::span<const uint8_t>> payload_pieces)>;
+  using ChunkSink = std::function<Status(const ChunkHeader& header,
+                                         std::span<const std::span<const uint8_t>> payload_pieces, const PieceOwner& owner)>;
 
   explicit SnapshotWriter(std::string* out);
   explicit SnapshotWriter(Sink sink);
@@ -112,7 +123,7 @@ class SnapshotWriter {
 
  private:
   // Writes header + the concatenation of pieces as one chunk.
-  Status emit(ChunkKind kind, std::span<const std::span<const uint8_t>> pieces);
+  Status emit(ChunkKind kind, std::span<const std::span<const uint8_t>> pieces, const PieceOwner& owner = {});
   Status put(const uint8_t* data, size_t n);
 
   std::string* out_ = nullptr;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -113,6 +114,9 @@ struct KvBlocks {
   int64_t round = 0;              // pre-copy round, >= 0; the switch-over's blocks are the last
   uint64_t block_bytes = 0;       // == the manifest's kv_layout.block_bytes()
   std::span<const uint8_t> data;  // count * block_bytes bytes
+  // When set, data stays valid and unchanged while this lives: a transport with a resend window
+  // then keeps a reference to it instead of a copy (SnapshotWriter::ChunkSink).
+  std::shared_ptr<const void> owner;
 
   // The whole payload (sub-header and a copy of data), for small payloads and tests.
   StatusOr<std::vector<uint8_t>> encode() const;

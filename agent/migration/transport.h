@@ -95,6 +95,7 @@ struct SenderStats {
   uint64_t chunks_resent = 0;    // go-back-N: chunk N and every chunk after it, per request
   uint64_t bytes_resent = 0;
   uint64_t bytes_sent = 0;  // on the wire: bytes_written sent so far + bytes_resent
+  uint64_t bytes_borrowed = 0;  // of bytes_written, sent from the writer's memory (PieceOwner), not a copy
   double wire_seconds = 0;  // from the first write() to the latest acknowledgement
   double bytes_per_s = 0;   // bytes_acknowledged / wire_seconds
 };
@@ -123,9 +124,10 @@ class ChunkSender {
   // header with its payload CRC32C unset, and the payload pieces. The pieces are copied into the
   // resend window and checksummed in one pass. kFailedPrecondition in the middle of a chunk;
   // kInvalidArgument (nothing taken, nothing broken) for a header that is not the next chunk's
-  // or does not match the pieces' length.
+  // or does not match the pieces' length. The pieces `owner` holds are kept by reference, not
+  // copied (only checksummed), until the receiver acknowledges the chunk.
   virtual Status write_chunk(const ChunkHeader& header, std::span<const std::span<const uint8_t>> payload_pieces,
-                             std::chrono::milliseconds timeout) = 0;
+                             std::chrono::milliseconds timeout, const PieceOwner& owner = {}) = 0;
   // Waits until every chunk written so far is acknowledged, resending what the receiver asks for.
   // kFailedPrecondition in the middle of a chunk.
   virtual Status flush(std::chrono::milliseconds timeout) = 0;
@@ -145,8 +147,9 @@ class ChunkSender {
 
 // A SnapshotWriter sink that writes whole chunks into `sender`, each call with its own timeout.
 inline SnapshotWriter::ChunkSink snapshot_sink(ChunkSender& sender, std::chrono::milliseconds timeout_per_write) {
-  return [&sender, timeout_per_write](const ChunkHeader& header, std::span<const std::span<const uint8_t>> pieces) {
-    return sender.write_chunk(header, pieces, timeout_per_write);
+  return [&sender, timeout_per_write](const ChunkHeader& header, std::span<const std::span<const uint8_t>> pieces,
+                                      const PieceOwner& owner) {
+    return sender.write_chunk(header, pieces, timeout_per_write, owner);
   };
 }
 

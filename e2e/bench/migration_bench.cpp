@@ -166,7 +166,10 @@ StatusOr<double> transport_bytes_per_s(int64_t bytes, const migration::TlsContex
   const int64_t block_bytes = static_cast<int64_t>(layout.block_bytes());
   const int64_t per_chunk = std::max<int64_t>(1, (4 << 20) / block_bytes);
   const int64_t blocks = std::max<int64_t>(1, bytes / block_bytes);
-  std::vector<uint8_t> data(static_cast<size_t>(per_chunk * block_bytes));
+  // One slice of blocks, sent again and again, owned as migration_session owns the slices it reads
+  // (KvBlocks::owner): the sender keeps references to it, not copies.
+  auto slice = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(per_chunk * block_bytes));
+  std::vector<uint8_t>& data = *slice;
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
   SnapshotWriter w(snapshot_sink(*tx, timeout));
   Manifest m;
@@ -186,7 +189,7 @@ StatusOr<double> transport_bytes_per_s(int64_t bytes, const migration::TlsContex
   for (int64_t first = 0; first < blocks; first += per_chunk) {
     const int64_t n = std::min(per_chunk, blocks - first);
     KvBlocks kb{"r", first, n, 0, static_cast<uint64_t>(block_bytes),
-                std::span<const uint8_t>(data.data(), static_cast<size_t>(n * block_bytes))};
+                std::span<const uint8_t>(data.data(), static_cast<size_t>(n * block_bytes)), slice};
     HOTSWAP_RETURN_IF_ERROR(w.write_kv_blocks(kb));
   }
   HOTSWAP_RETURN_IF_ERROR(w.write_end());

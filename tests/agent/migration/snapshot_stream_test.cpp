@@ -224,7 +224,7 @@ TEST(SnapshotWriter, ChunkSinkGetsWholeChunksThatFrameToTheSameBytes) {
   const SampleStream s = sample_stream();
   std::string framed;
   std::vector<ChunkHeader> headers;
-  SnapshotWriter w([&](const ChunkHeader& h, std::span<const std::span<const uint8_t>> pieces) {
+  SnapshotWriter w([&](const ChunkHeader& h, std::span<const std::span<const uint8_t>> pieces, const PieceOwner&) {
     headers.push_back(h);
     std::vector<uint8_t> payload(h.payload_bytes);
     ChunkHeader full = h;
@@ -250,9 +250,37 @@ TEST(SnapshotWriter, ChunkSinkGetsWholeChunksThatFrameToTheSameBytes) {
   }
 }
 
+// KvBlocks given with an owner reach the sink saying so: the block bytes (the piece after the
+// sub-header) are the owner's; every other chunk's pieces are the caller's for the call only.
+TEST(SnapshotWriter, ChunkSinkIsToldWhichPiecesAnOwnerHolds) {
+  std::vector<PieceOwner> owners;
+  std::vector<size_t> piece_counts;
+  SnapshotWriter w([&](const ChunkHeader&, std::span<const std::span<const uint8_t>> pieces, const PieceOwner& o) {
+    owners.push_back(o);
+    piece_counts.push_back(pieces.size());
+    return Status::ok_status();
+  });
+  auto block = std::make_shared<std::vector<uint8_t>>(small_layout().block_bytes(), 7);
+  KvBlocks kb;
+  kb.request_id = "seq-a";
+  kb.count = 1;
+  kb.block_bytes = block->size();
+  kb.data = std::span<const uint8_t>(*block);
+  ASSERT_TRUE(w.write_manifest(sample_manifest()).ok());
+  ASSERT_TRUE(w.write_kv_blocks(kb).ok());  // no owner
+  kb.owner = block;
+  ASSERT_TRUE(w.write_kv_blocks(kb).ok());
+  ASSERT_EQ(owners.size(), 3u);
+  EXPECT_EQ(owners[0].owner, nullptr);
+  EXPECT_EQ(owners[1].owner, nullptr);
+  EXPECT_EQ(owners[2].owner, block);
+  EXPECT_EQ(owners[2].first_owned, 1u);
+  EXPECT_EQ(piece_counts[2], 2u);
+}
+
 TEST(SnapshotWriter, ChunkSinkErrorIsStickyAndNamesTheChunk) {
   int calls = 0;
-  SnapshotWriter w([&](const ChunkHeader&, std::span<const std::span<const uint8_t>>) {
+  SnapshotWriter w([&](const ChunkHeader&, std::span<const std::span<const uint8_t>>, const PieceOwner&) {
     return ++calls == 2 ? unavailable("window closed") : Status::ok_status();
   });
   ASSERT_TRUE(w.write_manifest(sample_manifest()).ok());

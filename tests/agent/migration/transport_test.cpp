@@ -107,6 +107,33 @@ uint64_t chunk_offset(const std::vector<DecodedChunk>& reference, size_t sequenc
   return reference[sequence].stream_offset;
 }
 
+// The stream sent and flushed on this thread while a target thread receives all of it.
+struct FlushedTransfer {
+  Status sent, flushed;
+  Received got;
+};
+FlushedTransfer send_flush_and_receive(Connected& c, const BigStream& stream) {
+  FlushedTransfer t;
+  std::jthread target([&] { t.got = receive_all(*c.receiver); });
+  t.sent = send_stream(*c.sender, stream);
+  t.flushed = t.sent.ok() ? c.sender->flush(10s) : t.sent;
+  return t;  // the target thread joins first
+}
+
+// A corrupt payload chunk 4 was resent, whole, and what came is the reference, exactly.
+void expect_resent_exact(const FlushedTransfer& t, const Connected& c, const std::vector<DecodedChunk>& reference) {
+  ASSERT_TRUE(t.sent.ok()) << t.sent.to_string();
+  ASSERT_TRUE(t.flushed.ok()) << t.flushed.to_string();
+  ASSERT_TRUE(t.got.status.ok()) << t.got.status.to_string();
+  expect_same_chunks(t.got.chunks, reference);
+  const SenderStats s = c.sender->stats();
+  EXPECT_EQ(s.resend_requests, 1u);
+  EXPECT_GE(s.chunks_resent, 1u);  // chunk 4 and whatever was in flight behind it
+  EXPECT_GE(s.bytes_resent, reference[4].payload.size() + kChunkHeaderBytes);
+  EXPECT_EQ(s.bytes_sent, s.bytes_written + s.bytes_resent);
+  EXPECT_EQ(c.receiver->stats().resend_requests, 1u);
+}
+
 TEST_P(TransportTest, WholeStreamArrivesExactAndTheReplyComesBack) {
   const BigStream stream = make_big_stream();
   const std::string bytes = stream.bytes();
@@ -171,23 +198,36 @@ TEST_P(TransportTest, CorruptPayloadIsResentAndTheStreamCompletesExact) {
     options.fault.flip_byte_at = chunk_offset(reference, 4) + kChunkHeaderBytes + into_payload;
     Connected c = connect(options);
     ASSERT_TRUE(c.sender && c.receiver);
-
-    Received got;
-    std::jthread target([&] { got = receive_all(*c.receiver); });
-    ASSERT_TRUE(send_stream(*c.sender, stream).ok());
-    const Status flushed = c.sender->flush(10s);
-    target.join();
-
-    ASSERT_TRUE(flushed.ok()) << flushed.to_string();
-    ASSERT_TRUE(got.status.ok()) << got.status.to_string();
-    expect_same_chunks(got.chunks, reference);
-    const SenderStats s = c.sender->stats();
-    EXPECT_EQ(s.resend_requests, 1u);
-    EXPECT_GE(s.chunks_resent, 1u);  // chunk 4 and whatever was in flight behind it
-    EXPECT_GE(s.bytes_resent, reference[4].payload.size() + kChunkHeaderBytes);
-    EXPECT_EQ(s.bytes_sent, s.bytes_written + s.bytes_resent);
-    EXPECT_EQ(c.receiver->stats().resend_requests, 1u);
+    expect_resent_exact(send_flush_and_receive(c, stream), c, reference);
   }
+}
+
+// KvBlocks given with an owner go from the owner's memory, not a copy in the window: a corrupt
+// one is resent from there, the stream arrives exact, and once every chunk is acknowledged the
+// sender holds no reference to the owner.
+TEST_P(TransportTest, OwnedBlocksAreSentUncopiedResentExactAndReleasedOnceAcknowledged) {
+  BigStream stream = make_big_stream(2, 64);
+  stream.owned_pool = std::make_shared<const std::vector<uint8_t>>(stream.pool);
+  const auto reference = decode_reference(stream.bytes());
+  ASSERT_EQ(reference[4].kind, ChunkKind::kKvBlocks);
+  uint64_t kv_chunk_bytes = 0, kv_payload_bytes = 0;
+  for (const auto& c : reference)
+    if (c.kind == ChunkKind::kKvBlocks) {
+      kv_chunk_bytes += kChunkHeaderBytes + c.payload.size();
+      kv_payload_bytes += c.payload.size();
+    }
+  SenderOptions options;
+  options.fault.flip_byte_at = chunk_offset(reference, 4) + kChunkHeaderBytes + (300u << 10);
+  Connected c = connect(options);
+  ASSERT_TRUE(c.sender && c.receiver);
+  expect_resent_exact(send_flush_and_receive(c, stream), c, reference);
+  const SenderStats s = c.sender->stats();
+  // Every KvBlocks chunk's block bytes were borrowed: all of it but the headers and sub-headers.
+  EXPECT_GT(s.bytes_borrowed, 0u);
+  EXPECT_LT(s.bytes_borrowed, kv_chunk_bytes);
+  EXPECT_GT(s.bytes_borrowed, kv_payload_bytes - (1u << 10));
+  // The window dropped every acknowledged chunk, and with them the references.
+  EXPECT_EQ(stream.owned_pool.use_count(), 1);
 }
 
 TEST_P(TransportTest, CorruptLastChunkIsTheOneChunkResent) {

@@ -40,6 +40,9 @@ struct BigStream {
   int64_t blocks_per_sequence = 128;  // 8 MiB per sequence with 64 KiB blocks
   int64_t blocks_per_chunk = 16;      // 1 MiB KvBlocks chunks
   std::vector<uint8_t> pool;          // block b of sequence s at (s * blocks_per_sequence + b) * block_bytes
+  // Set: KvBlocks go as contiguous runs of this copy of the pool, owned by it (KvBlocks::owner),
+  // so a sender keeps references instead of copies. Unset: gathered block by block, copied.
+  std::shared_ptr<const std::vector<uint8_t>> owned_pool;
 
   size_t block_bytes() const { return big_layout().block_bytes(); }
 
@@ -63,6 +66,13 @@ struct BigStream {
         b.first_block = first;
         b.count = std::min(blocks_per_chunk, blocks_per_sequence - first);
         b.block_bytes = block_bytes();
+        if (owned_pool) {
+          b.data = std::span<const uint8_t>(owned_pool->data() + (s * blocks_per_sequence + first) * block_bytes(),
+                                            static_cast<size_t>(b.count) * block_bytes());
+          b.owner = owned_pool;
+          HOTSWAP_RETURN_IF_ERROR(w.write_kv_blocks(b));
+          continue;
+        }
         std::vector<const uint8_t*> pointers;
         for (int64_t i = 0; i < b.count; ++i) {
           pointers.push_back(pool.data() + (s * blocks_per_sequence + first + i) * block_bytes());
