@@ -260,7 +260,6 @@ class StreamChunkSender final : public ChunkSender {
     size_t capacity = 0;
   };
 
-  // One chunk in the resend window: its bytes as written (header first).
   // A chunk in the window: its first owned_size bytes in `bytes`, the rest (write_chunk() with a
   // PieceOwner) in the owner's memory, `borrowed` in order.
   struct Frame {
@@ -387,7 +386,8 @@ class StreamChunkSender final : public ChunkSender {
     f.stream_offset = stream_offset_;
     f.size = size;
     f.owned_size = owned;
-    if (!spare_.empty() && spare_.back().capacity >= owned) {
+    // A spare is a whole chunk's buffer: wasted on the header or two of a borrowing frame.
+    if (owned == size && !spare_.empty() && spare_.back().capacity >= owned) {
       f.bytes = std::move(spare_.back().bytes);
       f.capacity = spare_.back().capacity;
       spare_.pop_back();
