@@ -15,6 +15,10 @@ struct FlagSpec {
   const char* help;
 };
 
+// The --io-threads help below spells out common/http.h's range and default.
+static_assert(hotswap::http::kDefaultIoThreads == 4 && hotswap::http::kMaxIoThreads == 256,
+              "update the --io-threads help text");
+
 constexpr FlagSpec kFlags[] = {
     {"url", "URL", "the server's base URL, e.g. http://127.0.0.1:8000 (required)"},
     {"streams", "N", "requests open at a time (required, 1..4096)"},
